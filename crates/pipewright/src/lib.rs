@@ -1,0 +1,77 @@
+//! Async local IPC over **Windows named pipes** and **Unix domain sockets**, with one API.
+//!
+//! - [`Listener`] serves a name. On Windows it keeps a backlog of pending pipe instances at
+//!   every moment, so clients never see a busy pipe between accepts; on Unix it binds a socket
+//!   file with mode 0600 and recovers a stale one.
+//! - [`connect`] opens a name with a bounded timeout, retrying a busy or missing server.
+//! - [`PipeStream`] is plain [`AsyncRead`](tokio::io::AsyncRead) +
+//!   [`AsyncWrite`](tokio::io::AsyncWrite), so hyper, tungstenite and tower plug straight in.
+//!   On Windows it does its own overlapped I/O with large buffers and several operations in
+//!   flight. It also sends and receives whole messages ([`PipeMode::Message`]) and tells who
+//!   the peer is ([`PipeStream::peer`]).
+//! - Security is current-user-only unless you say otherwise.
+//!
+//! ```no_run
+//! use pipewright::{connect, Listener};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # async fn demo() -> pipewright::Result<()> {
+//! let listener = Listener::bind("my-service")?;
+//! tokio::spawn(async move {
+//!     while let Ok(mut conn) = listener.accept().await {
+//!         tokio::spawn(async move {
+//!             let mut buf = [0u8; 5];
+//!             conn.read_exact(&mut buf).await?;
+//!             conn.write_all(&buf).await?;
+//!             conn.shutdown().await
+//!         });
+//!     }
+//! });
+//! let mut client = connect("my-service").await?;
+//! client.write_all(b"hello").await?;
+//! let mut reply = Vec::new();
+//! client.read_to_end(&mut reply).await?;
+//! assert_eq!(reply, b"hello");
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod connect;
+mod error;
+mod listener;
+mod name;
+mod options;
+mod peer;
+mod stream;
+mod sys;
+
+pub use connect::{connect, connect_with, probe};
+pub use error::{Error, ErrorKind, Result};
+pub use listener::Listener;
+pub use name::{PipeName, ToPipeName, MAX_PIPE_PATH_LEN, RUNTIME_DIR_ENV};
+pub use options::{
+    ConnectOptions, ImpersonationLevel, ListenerOptions, PipeMode, Security,
+    DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_BUFFER_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
+};
+pub use peer::{Peer, PeerUser};
+pub use stream::PipeStream;
+
+/// Platform facts useful to tests and tools.
+pub mod platform {
+    /// Whether this program runs under Wine (always `false` off Windows). Wine 8 does not
+    /// enforce pipe DACLs or `FILE_FLAG_FIRST_PIPE_INSTANCE`; tests use this to choose the
+    /// form of a check that Wine can run.
+    pub fn is_wine() -> bool {
+        crate::sys::is_wine()
+    }
+
+    /// The version string Wine reports, when running under Wine.
+    pub fn wine_version() -> Option<String> {
+        crate::sys::wine_version()
+    }
+
+    /// The current user as the platform names it: a SID string on Windows, a uid on Unix.
+    pub fn current_user() -> crate::Result<crate::PeerUser> {
+        crate::sys::current_user()
+    }
+}

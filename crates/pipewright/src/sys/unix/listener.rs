@@ -1,0 +1,157 @@
+//! A Unix socket listener: mode 0600 from the first moment, stale-socket recovery, and the
+//! socket file removed on close.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+use super::stream::{check_path_len, Stream};
+use crate::error::{Error, ErrorKind, Result};
+use crate::name::PipeName;
+use crate::options::{ListenerOptions, Security, StreamConfig};
+
+/// The smallest kernel listen queue used, whatever the backlog option says.
+const MIN_LISTEN_QUEUE: usize = 128;
+
+#[derive(Debug)]
+pub(crate) struct Listener {
+    io: UnixListener,
+    path: PathBuf,
+    shown: String,
+    /// Device and inode of the socket we bound, so we only ever remove our own file.
+    identity: (u64, u64),
+    config: StreamConfig,
+    closed: watch::Sender<bool>,
+}
+
+impl Listener {
+    pub(crate) fn bind(name: &PipeName, options: &ListenerOptions) -> Result<Self> {
+        if let Security::Sddl(_) = options.security {
+            return Err(Error::new(
+                ErrorKind::InvalidOption,
+                "an SDDL security descriptor applies to Windows pipes only; on Unix set unix_mode",
+            ));
+        }
+        if name.host().is_some() {
+            return Err(Error::new(ErrorKind::InvalidName, "cannot serve a remote pipe name")
+                .with_pipe(name.windows_path()));
+        }
+        let path = name.unix_path();
+        let shown = path.display().to_string();
+        check_path_len(&shown)?;
+        recover_stale(&path, &shown)?;
+
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)
+            .map_err(|e| Error::from_io(e, &shown, "create socket"))?;
+        socket
+            .bind(&SockAddr::unix(&path).map_err(|e| Error::from_io(e, &shown, "bind"))?)
+            .map_err(|e| Error::from_io(e, &shown, "bind"))?;
+        // Before listen(), nobody can connect: the mode is in force from the first client on.
+        let meta = fs::metadata(&path).map_err(|e| Error::from_io(e, &shown, "bind"))?;
+        let identity = (meta.dev(), meta.ino());
+        let cleanup = |e: io::Error, what: &str| {
+            let _ = fs::remove_file(&path);
+            Error::from_io(e, &shown, what)
+        };
+        fs::set_permissions(&path, fs::Permissions::from_mode(options.unix_mode))
+            .map_err(|e| cleanup(e, "set socket mode"))?;
+        let queue = options.backlog.max(MIN_LISTEN_QUEUE) as i32;
+        socket.listen(queue).map_err(|e| cleanup(e, "listen"))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| cleanup(e, "listen"))?;
+        let std_listener: std::os::unix::net::UnixListener = socket.into();
+        let io = UnixListener::from_std(std_listener).map_err(|e| cleanup(e, "listen"))?;
+        tracing::debug!(path = %shown, "listening");
+        Ok(Listener {
+            io,
+            path,
+            shown,
+            identity,
+            config: options.stream.clone(),
+            closed: watch::Sender::new(false),
+        })
+    }
+
+    pub(crate) async fn accept(&self) -> Result<Stream> {
+        let mut closed = self.closed.subscribe();
+        if *closed.borrow_and_update() {
+            return Err(self.closed_error());
+        }
+        tokio::select! {
+            res = self.io.accept() => {
+                let (io, _) = res.map_err(|e| Error::from_io(e, &self.shown, "accept"))?;
+                Ok(Stream::new(io, self.config.clone(), true, self.shown.clone()))
+            }
+            _ = closed.wait_for(|c| *c) => Err(self.closed_error()),
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.send_replace(true);
+        self.remove_socket_file();
+    }
+
+    pub(crate) fn security_sddl(&self) -> Result<String> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "security descriptors exist only on Windows; on Unix the socket file mode applies",
+        ))
+    }
+
+    fn closed_error(&self) -> Error {
+        Error::new(ErrorKind::Closed, "accept: the listener was closed").with_pipe(self.shown.clone())
+    }
+
+    fn remove_socket_file(&self) {
+        if let Ok(meta) = fs::symlink_metadata(&self.path) {
+            if (meta.dev(), meta.ino()) == self.identity {
+                let _ = fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.remove_socket_file();
+    }
+}
+
+/// Removes a socket left by a dead server; refuses a live one or a file that is not a socket.
+fn recover_stale(path: &Path, shown: &str) -> Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::from_io(e, shown, "bind")),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(Error::new(
+            ErrorKind::AlreadyInUse,
+            "bind: the path exists and is not a socket; remove it or choose another name",
+        )
+        .with_pipe(shown));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(Error::new(
+            ErrorKind::AlreadyInUse,
+            "bind: another server is listening on this socket; stop it or choose another name",
+        )
+        .with_pipe(shown)),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+            tracing::debug!(path = %shown, "removing stale socket");
+            fs::remove_file(path).map_err(|e| Error::from_io(e, shown, "remove stale socket"))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Err(Error::new(
+            ErrorKind::AlreadyInUse,
+            "bind: another server is listening on this socket (its queue is full); stop it or choose another name",
+        )
+        .with_pipe(shown)),
+        Err(e) => Err(Error::from_io(e, shown, "probe existing socket")),
+    }
+}

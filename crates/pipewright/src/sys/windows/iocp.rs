@@ -1,0 +1,285 @@
+//! One process-wide I/O completion port, drained by one thread that wakes the futures.
+//!
+//! Every overlapped operation is an [`Op`]: the `OVERLAPPED` and the data buffer live in one
+//! heap block shared by an `Arc`. While the kernel owns the operation, one strong reference is
+//! parked in the `OVERLAPPED` pointer and is released only when the completion packet arrives,
+//! so neither the `OVERLAPPED` nor the buffer can be freed while Windows may still write to
+//! them, even when the stream that started the operation is dropped (the drop cancels with
+//! `CancelIoEx` and the cancelled packet frees the block).
+
+use std::cell::UnsafeCell;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
+
+use windows_sys::Win32::Foundation::{
+    RtlNtStatusToDosError, ERROR_IO_PENDING, ERROR_MORE_DATA, HANDLE, INVALID_HANDLE_VALUE,
+};
+use windows_sys::Win32::System::IO::{
+    CreateIoCompletionPort, GetQueuedCompletionStatusEx, OVERLAPPED, OVERLAPPED_ENTRY,
+};
+use windows_sys::Win32::System::Threading::INFINITE;
+
+/// A raw handle that may cross threads.
+#[derive(Clone, Copy, Debug)]
+struct PortHandle(HANDLE);
+// SAFETY: a completion port handle is a kernel object usable from any thread.
+unsafe impl Send for PortHandle {}
+// SAFETY: as above; the port is never closed.
+unsafe impl Sync for PortHandle {}
+
+static PORT: OnceLock<Result<PortHandle, i32>> = OnceLock::new();
+
+fn port() -> io::Result<HANDLE> {
+    let port = PORT.get_or_init(|| {
+        // SAFETY: creating a new port; no handle is associated yet.
+        let port = unsafe { CreateIoCompletionPort(INVALID_HANDLE_VALUE, std::ptr::null_mut(), 0, 1) };
+        if port.is_null() {
+            return Err(io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        }
+        let handle = PortHandle(port);
+        let spawned = std::thread::Builder::new()
+            .name("pipewright-iocp".into())
+            .spawn(move || completion_loop(handle));
+        match spawned {
+            Ok(_) => Ok(handle),
+            Err(e) => Err(e.raw_os_error().unwrap_or(0)),
+        }
+    });
+    match port {
+        Ok(p) => Ok(p.0),
+        Err(code) => Err(io::Error::from_raw_os_error(*code)),
+    }
+}
+
+/// Associates `handle` (opened with `FILE_FLAG_OVERLAPPED`) with the port, so its overlapped
+/// operations complete through [`Op`].
+pub(crate) fn associate(handle: HANDLE) -> io::Result<()> {
+    let port = port()?;
+    // SAFETY: `handle` is a valid open handle owned by the caller; `port` is our port.
+    let res = unsafe { CreateIoCompletionPort(handle, port, 0, 0) };
+    if res.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn completion_loop(port: PortHandle) {
+    let mut entries: Vec<OVERLAPPED_ENTRY> = vec![OVERLAPPED_ENTRY::default(); 64];
+    loop {
+        let mut removed = 0u32;
+        // SAFETY: `entries` has room for `entries.len()` entries and outlives the call.
+        let ok = unsafe {
+            GetQueuedCompletionStatusEx(
+                port.0,
+                entries.as_mut_ptr(),
+                entries.len() as u32,
+                &mut removed,
+                INFINITE,
+                0,
+            )
+        };
+        if ok == 0 {
+            tracing::error!(error = %io::Error::last_os_error(), "GetQueuedCompletionStatusEx failed");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        }
+        for entry in &entries[..removed as usize] {
+            if entry.lpOverlapped.is_null() {
+                continue;
+            }
+            // SAFETY: every OVERLAPPED we hand to Windows is the first field of an `Op`
+            // (repr(C)) whose strong reference was leaked with `Arc::into_raw` when the
+            // operation started; the packet returns that reference to us exactly once.
+            let op = unsafe { Arc::from_raw(entry.lpOverlapped as *const Op) };
+            // SAFETY: the kernel is done with the OVERLAPPED; reading its status is sound.
+            let status = unsafe { (*op.overlapped.get()).Internal } as i32;
+            let error = if status == 0 {
+                0
+            } else {
+                // SAFETY: pure conversion of a status code.
+                unsafe { RtlNtStatusToDosError(status) }
+            };
+            op.complete(error, entry.dwNumberOfBytesTransferred as usize);
+        }
+    }
+}
+
+/// The state of one operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Not started, or its result was taken.
+    Idle,
+    /// Owned by the kernel.
+    Pending,
+    /// Finished: a Win32 error code (0 for success) and the bytes transferred.
+    Done { error: u32, bytes: usize },
+}
+
+struct OpState {
+    status: Status,
+    waker: Option<Waker>,
+}
+
+/// Called on the completion thread when an operation finishes (used by the listener to
+/// replace a connected instance at once).
+pub(crate) type Hook = Box<dyn Fn(u32) + Send + Sync>;
+
+/// One overlapped operation and its buffer.
+#[repr(C)]
+pub(crate) struct Op {
+    /// Must stay the first field: the completion packet gives back its address.
+    overlapped: UnsafeCell<OVERLAPPED>,
+    buf: UnsafeCell<Vec<u8>>,
+    state: Mutex<OpState>,
+    hook: Option<Hook>,
+}
+
+// SAFETY: `overlapped` and `buf` are touched by the kernel only while the status is
+// `Pending`, and by the owner thread only while it is not (`start` and `buf_mut` check);
+// every other field is behind a Mutex or immutable.
+unsafe impl Send for Op {}
+// SAFETY: as above.
+unsafe impl Sync for Op {}
+
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Op").field("status", &self.status()).finish()
+    }
+}
+
+impl Op {
+    /// A new idle operation with an empty buffer.
+    pub(crate) fn new() -> Arc<Op> {
+        Self::build(None)
+    }
+
+    /// A new idle operation that calls `hook` on completion.
+    pub(crate) fn with_hook(hook: Hook) -> Arc<Op> {
+        Self::build(Some(hook))
+    }
+
+    fn build(hook: Option<Hook>) -> Arc<Op> {
+        Arc::new(Op {
+            // SAFETY: OVERLAPPED is plain data; all zero is its documented initial state.
+            overlapped: UnsafeCell::new(unsafe { std::mem::zeroed() }),
+            buf: UnsafeCell::new(Vec::new()),
+            state: Mutex::new(OpState {
+                status: Status::Idle,
+                waker: None,
+            }),
+            hook,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, OpState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current status.
+    pub(crate) fn status(&self) -> Status {
+        self.lock().status
+    }
+
+    /// Runs `f` on the buffer, for filling before a write or reading after a read. `None`
+    /// while the kernel owns it.
+    pub(crate) fn with_buf<R>(&self, f: impl FnOnce(&mut Vec<u8>) -> R) -> Option<R> {
+        let st = self.lock();
+        if st.status == Status::Pending {
+            return None;
+        }
+        // SAFETY: not pending, so the kernel holds no pointer into the buffer, and the held
+        // lock keeps `start` (the only other user) out until `f` returns.
+        let result = f(unsafe { &mut *self.buf.get() });
+        drop(st);
+        Some(result)
+    }
+
+    /// Starts an operation: `call` receives the buffer and the `OVERLAPPED` and returns the
+    /// Win32 call's result (`Ok(())` for success or pending). On an immediate failure the
+    /// operation is `Done` with that error and no packet will come.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        call: impl FnOnce(&mut Vec<u8>, *mut OVERLAPPED) -> Result<(), u32>,
+    ) {
+        {
+            let mut st = self.lock();
+            debug_assert!(st.status != Status::Pending, "operation already pending");
+            st.status = Status::Pending;
+        }
+        let raw = Arc::into_raw(self.clone());
+        // SAFETY: status is Pending and nothing else touches the OVERLAPPED until the packet
+        // arrives; zeroing it is the documented preparation.
+        let overlapped = unsafe {
+            let ov = self.overlapped.get();
+            std::ptr::write(ov, std::mem::zeroed());
+            ov
+        };
+        // SAFETY: we set Pending above; the buffer is handed to the kernel from here on.
+        let buf = unsafe { &mut *self.buf.get() };
+        match call(buf, overlapped) {
+            Ok(()) => {}
+            Err(code) if code == ERROR_IO_PENDING || code == ERROR_MORE_DATA => {
+                // A packet is queued for pending operations and for warnings such as
+                // ERROR_MORE_DATA (the status is not an error status).
+            }
+            Err(code) => {
+                // Failed at once: no packet will come, so take the kernel's reference back.
+                // SAFETY: `raw` came from `Arc::into_raw` above and was not handed over.
+                drop(unsafe { Arc::from_raw(raw) });
+                let mut st = self.lock();
+                st.status = Status::Done { error: code, bytes: 0 };
+            }
+        }
+    }
+
+    fn complete(&self, error: u32, bytes: usize) {
+        let waker = {
+            let mut st = self.lock();
+            st.status = Status::Done { error, bytes };
+            st.waker.take()
+        };
+        if let Some(hook) = &self.hook {
+            hook(error);
+        }
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Polls for completion; registers the task's waker while pending. On `Ready` the status
+    /// stays `Done` until [`reset`](Self::reset).
+    pub(crate) fn poll_done(&self, cx: &mut Context<'_>) -> Poll<(u32, usize)> {
+        let mut st = self.lock();
+        match st.status {
+            Status::Done { error, bytes } => Poll::Ready((error, bytes)),
+            Status::Idle => Poll::Ready((0, 0)),
+            Status::Pending => {
+                match &st.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => st.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Makes a finished operation reusable.
+    pub(crate) fn reset(&self) {
+        let mut st = self.lock();
+        if st.status != Status::Pending {
+            st.status = Status::Idle;
+            st.waker = None;
+        }
+    }
+}
+
+/// Win32 `BOOL` result to `Result<(), code>` for [`Op::start`].
+pub(crate) fn win32_result(ok: i32) -> Result<(), u32> {
+    if ok != 0 {
+        Ok(())
+    } else {
+        // SAFETY: reads the calling thread's last-error value.
+        Err(unsafe { windows_sys::Win32::Foundation::GetLastError() })
+    }
+}

@@ -1,0 +1,80 @@
+//! Windows: named pipes with the crate's own overlapped I/O on one completion port.
+
+mod iocp;
+mod listener;
+mod pipe;
+mod security;
+mod stream;
+
+use std::io;
+
+pub(crate) use listener::Listener;
+pub(crate) use stream::{connect_once, Stream};
+
+use windows_sys::Win32::Foundation::{
+    ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_BAD_PATHNAME, ERROR_BROKEN_PIPE,
+    ERROR_FILE_NOT_FOUND, ERROR_INVALID_NAME, ERROR_NOT_SUPPORTED, ERROR_NO_DATA,
+    ERROR_PATH_NOT_FOUND, ERROR_PIPE_BUSY, ERROR_PIPE_NOT_CONNECTED, ERROR_SEM_TIMEOUT,
+    WAIT_TIMEOUT,
+};
+use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+
+use crate::error::{ErrorKind, Result};
+use crate::peer::PeerUser;
+
+/// Maps an OS error to the crate's kinds.
+pub(crate) fn classify(err: &io::Error) -> ErrorKind {
+    match err.raw_os_error().map(|c| c as u32) {
+        Some(ERROR_FILE_NOT_FOUND) | Some(ERROR_PATH_NOT_FOUND) => ErrorKind::NotFound,
+        Some(ERROR_PIPE_BUSY) => ErrorKind::Busy,
+        Some(ERROR_ACCESS_DENIED) => ErrorKind::AccessDenied,
+        Some(ERROR_ALREADY_EXISTS) => ErrorKind::AlreadyInUse,
+        Some(ERROR_SEM_TIMEOUT) | Some(WAIT_TIMEOUT) => ErrorKind::TimedOut,
+        Some(ERROR_BROKEN_PIPE) | Some(ERROR_PIPE_NOT_CONNECTED) | Some(ERROR_NO_DATA) => {
+            ErrorKind::Disconnected
+        }
+        Some(ERROR_INVALID_NAME) | Some(ERROR_BAD_PATHNAME) => ErrorKind::InvalidName,
+        Some(ERROR_NOT_SUPPORTED) => ErrorKind::Unsupported,
+        _ => match err.kind() {
+            io::ErrorKind::TimedOut => ErrorKind::TimedOut,
+            io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof => ErrorKind::Disconnected,
+            _ => ErrorKind::Other,
+        },
+    }
+}
+
+type WineGetVersion = unsafe extern "C" fn() -> *const std::ffi::c_char;
+
+fn wine_get_version() -> Option<WineGetVersion> {
+    let ntdll = pipe::wide("ntdll.dll");
+    // SAFETY: ntdll is always loaded; the name is NUL-terminated.
+    let module = unsafe { GetModuleHandleW(ntdll.as_ptr()) };
+    if module.is_null() {
+        return None;
+    }
+    // SAFETY: valid module handle and NUL-terminated symbol name.
+    let proc = unsafe { GetProcAddress(module, c"wine_get_version".as_ptr().cast()) }?;
+    // SAFETY: Wine documents `const char *wine_get_version(void)`.
+    Some(unsafe { std::mem::transmute::<_, WineGetVersion>(proc) })
+}
+
+pub(crate) fn is_wine() -> bool {
+    wine_get_version().is_some()
+}
+
+pub(crate) fn wine_version() -> Option<String> {
+    let f = wine_get_version()?;
+    // SAFETY: returns a static NUL-terminated string.
+    let p = unsafe { f() };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: non-null, NUL-terminated, static.
+    Some(unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+pub(crate) fn current_user() -> Result<PeerUser> {
+    security::current_user_sid()
+        .map(PeerUser::Sid)
+        .map_err(|e| crate::Error::from(e))
+}

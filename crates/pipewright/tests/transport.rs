@@ -1,0 +1,430 @@
+//! The transport core on real pipes (Windows) and Unix sockets: listener backlog, concurrent
+//! clients, message mode, EOF and teardown, connect timeouts, and bad input.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{pattern, run, unique_name};
+use pipewright::{
+    connect, connect_with, probe, ConnectOptions, ErrorKind, Listener, ListenerOptions, PipeMode,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Serves byte-mode echo until the listener closes: copies each connection back to itself.
+fn spawn_echo(listener: Arc<Listener>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok(conn) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = tokio::io::split(conn);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    })
+}
+
+#[test]
+fn sixty_four_clients_a_hundred_rounds_each_without_a_connect_failure() {
+    run(async {
+        let name = unique_name("many");
+        let listener = Arc::new(Listener::bind(&name).unwrap());
+        let served = Arc::new(AtomicUsize::new(0));
+        let srv = {
+            let listener = listener.clone();
+            let served = served.clone();
+            tokio::spawn(async move {
+                while let Ok(mut conn) = listener.accept().await {
+                    served.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 8];
+                        if conn.read_exact(&mut buf).await.is_ok() {
+                            let _ = conn.write_all(&buf).await;
+                            let _ = conn.flush().await;
+                        }
+                    });
+                }
+            })
+        };
+        let mut clients = Vec::new();
+        for c in 0..64u32 {
+            let name = name.clone();
+            clients.push(tokio::spawn(async move {
+                for round in 0..100u32 {
+                    let mut conn = connect(name.as_str())
+                        .await
+                        .unwrap_or_else(|e| panic!("client {c} round {round}: {e}"));
+                    let msg = ((c as u64) << 32 | round as u64).to_le_bytes();
+                    conn.write_all(&msg).await.unwrap();
+                    let mut back = [0u8; 8];
+                    conn.read_exact(&mut back).await.unwrap();
+                    assert_eq!(back, msg, "client {c} round {round} got another client's data");
+                }
+            }));
+        }
+        for c in clients {
+            c.await.unwrap();
+        }
+        assert_eq!(served.load(Ordering::Relaxed), 6400);
+        listener.close();
+        srv.await.unwrap();
+    });
+}
+
+#[test]
+fn no_busy_or_missing_pipe_between_accepts() {
+    // Clients that do not retry at all must always find a free instance while the listener
+    // lives and fewer than `backlog` clients wait.
+    run(async {
+        let name = unique_name("backlog");
+        let listener = Arc::new(Listener::bind_with(&name, &ListenerOptions::new().backlog(4)).unwrap());
+        let srv = spawn_echo(listener.clone());
+        let once = ConnectOptions::new().timeout(Duration::ZERO);
+        for i in 0..300 {
+            let mut conn = connect_with(name.as_str(), &once)
+                .await
+                .unwrap_or_else(|e| panic!("attempt {i} found no free instance: {e}"));
+            conn.write_all(b"x").await.unwrap();
+            let mut b = [0u8; 1];
+            conn.read_exact(&mut b).await.unwrap();
+        }
+        listener.close();
+        srv.await.unwrap();
+    });
+}
+
+#[test]
+fn clients_are_not_lost_when_accept_is_not_being_called() {
+    // The backlog keeps serving clients while nobody is in accept(); they are accepted later.
+    run(async {
+        let name = unique_name("lazy");
+        let listener = Listener::bind_with(&name, &ListenerOptions::new().backlog(3)).unwrap();
+        let once = ConnectOptions::new().timeout(Duration::ZERO);
+        let mut clients = Vec::new();
+        for i in 0..3u8 {
+            let mut c = connect_with(name.as_str(), &once).await.unwrap();
+            c.write_all(&[i]).await.unwrap();
+            c.flush().await.unwrap();
+            clients.push(c);
+        }
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let mut conn = listener.accept().await.unwrap();
+            let mut b = [0u8; 1];
+            conn.read_exact(&mut b).await.unwrap();
+            seen.push(b[0]);
+        }
+        seen.sort();
+        assert_eq!(seen, vec![0, 1, 2]);
+    });
+}
+
+#[test]
+fn accept_is_cancel_safe() {
+    run(async {
+        let name = unique_name("cancel");
+        let listener = Arc::new(Listener::bind(&name).unwrap());
+        let accepted = {
+            let listener = listener.clone();
+            tokio::spawn(async move {
+                let mut got = 0;
+                while got < 20 {
+                    // Abandon most accepts half-way; no client may be lost.
+                    tokio::select! {
+                        conn = listener.accept() => {
+                            let mut conn = conn.unwrap();
+                            conn.write_all(b"ok").await.unwrap();
+                            conn.flush().await.unwrap();
+                            got += 1;
+                        }
+                        _ = tokio::time::sleep(Duration::from_micros(300)) => {}
+                    }
+                }
+            })
+        };
+        for _ in 0..20 {
+            let mut c = connect(name.as_str()).await.unwrap();
+            let mut b = [0u8; 2];
+            c.read_exact(&mut b).await.unwrap();
+            assert_eq!(&b, b"ok");
+        }
+        accepted.await.unwrap();
+    });
+}
+
+#[test]
+fn close_wakes_pending_accepts_and_clients_then_find_no_server() {
+    run(async {
+        let name = unique_name("close");
+        let listener = Arc::new(Listener::bind(&name).unwrap());
+        let waiting = {
+            let listener = listener.clone();
+            tokio::spawn(async move { listener.accept().await.map(|_| ()) })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        listener.close();
+        let err = waiting.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Closed);
+        let err = listener.accept().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Closed);
+        let once = ConnectOptions::new().timeout(Duration::ZERO);
+        let err = connect_with(name.as_str(), &once).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    });
+}
+
+#[test]
+fn large_transfers_arrive_intact_both_ways() {
+    run(async {
+        let name = unique_name("bulk");
+        let listener = Arc::new(Listener::bind(&name).unwrap());
+        let srv = spawn_echo(listener.clone());
+        let data = pattern(32 * 1024 * 1024 + 17, 3);
+        let conn = connect(name.as_str()).await.unwrap();
+        let (mut r, mut w) = tokio::io::split(conn);
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            // Odd-sized writes exercise partial buffers.
+            for chunk in sent.chunks(100_003) {
+                w.write_all(chunk).await.unwrap();
+            }
+            w.flush().await.unwrap();
+            w
+        });
+        let mut back = vec![0u8; data.len()];
+        r.read_exact(&mut back).await.unwrap();
+        assert!(back == data, "echoed data differs");
+        drop(writer.await.unwrap());
+        listener.close();
+        srv.await.unwrap();
+    });
+}
+
+#[test]
+fn message_mode_keeps_boundaries_for_megabyte_messages() {
+    run(async {
+        let name = unique_name("msg");
+        let opts = ListenerOptions::new().mode(PipeMode::Message);
+        let listener = Listener::bind_with(&name, &opts).unwrap();
+        let sizes = [1usize, 4095, 4096, 4097, 65536, 300_000, 1024 * 1024, 7];
+        let server = tokio::spawn(async move {
+            let mut conn = listener.accept().await.unwrap();
+            let mut n = 0;
+            while let Some(msg) = conn.recv_message().await.unwrap() {
+                // Echo each message back as one message.
+                conn.send_message(&msg).await.unwrap();
+                n += 1;
+            }
+            conn.shutdown().await.unwrap();
+            n
+        });
+        let copts = ConnectOptions::new().mode(PipeMode::Message);
+        let mut c = connect_with(name.as_str(), &copts).await.unwrap();
+        for (i, size) in sizes.iter().enumerate() {
+            let msg = pattern(*size, i as u8);
+            c.send_message(&msg).await.unwrap();
+            let back = c.recv_message().await.unwrap().expect("a message");
+            assert_eq!(back.len(), *size, "message {i} came back with another length");
+            assert!(back == msg, "message {i} differs");
+        }
+        c.shutdown().await.unwrap();
+        assert_eq!(c.recv_message().await.unwrap(), None, "server's zero-byte message is EOF");
+        assert_eq!(server.await.unwrap(), sizes.len());
+    });
+}
+
+#[test]
+fn zero_byte_message_is_end_of_stream_and_the_pipe_stays_usable() {
+    run(async {
+        let name = unique_name("zero");
+        let listener = Listener::bind_with(&name, &ListenerOptions::new().mode(PipeMode::Message)).unwrap();
+        let server = tokio::spawn(async move {
+            let mut conn = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            // read_to_end stops at the zero-byte message, not at a close.
+            conn.read_to_end(&mut got).await.unwrap();
+            // The client is still connected: the reply reaches it.
+            conn.send_message(b"reply after half-close").await.unwrap();
+            conn.shutdown().await.unwrap();
+            got
+        });
+        let copts = ConnectOptions::new().mode(PipeMode::Message);
+        let mut c = connect_with(name.as_str(), &copts).await.unwrap();
+        c.send_message(b"request").await.unwrap();
+        c.shutdown().await.unwrap();
+        let reply = c.recv_message().await.unwrap();
+        assert_eq!(reply.as_deref(), Some(&b"reply after half-close"[..]));
+        assert_eq!(c.recv_message().await.unwrap(), None);
+        assert_eq!(server.await.unwrap(), b"request");
+    });
+}
+
+#[test]
+fn oversized_message_is_refused_with_message_too_large() {
+    run(async {
+        let name = unique_name("big");
+        let opts = ListenerOptions::new().mode(PipeMode::Message).max_message_size(1000);
+        let listener = Listener::bind_with(&name, &opts).unwrap();
+        let server = tokio::spawn(async move {
+            let mut conn = listener.accept().await.unwrap();
+            conn.recv_message().await.unwrap_err()
+        });
+        let copts = ConnectOptions::new().mode(PipeMode::Message);
+        let mut c = connect_with(name.as_str(), &copts).await.unwrap();
+        // The server drops the connection on refusal, so this send may or may not succeed.
+        let _ = c.send_message(&vec![1u8; 5000]).await;
+        let err = server.await.unwrap();
+        assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{err}");
+        assert!(err.to_string().contains("max_message_size"), "{err}");
+        // The sender's own limit is checked before anything is sent.
+        let small = ConnectOptions::new().mode(PipeMode::Message).max_message_size(10);
+        let name2 = unique_name("big2");
+        let l2 = Listener::bind_with(&name2, &ListenerOptions::new().mode(PipeMode::Message)).unwrap();
+        let mut c2 = connect_with(name2.as_str(), &small).await.unwrap();
+        let err = c2.send_message(&[0u8; 11]).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+        drop(l2);
+    });
+}
+
+#[test]
+fn shutdown_flushes_so_the_last_bytes_arrive_before_the_disconnect() {
+    run(async {
+        let name = unique_name("flush");
+        let listener = Listener::bind(&name).unwrap();
+        let data = pattern(3 * 1024 * 1024 + 5, 9);
+        let sent = data.clone();
+        let server = tokio::spawn(async move {
+            let mut conn = listener.accept().await.unwrap();
+            conn.write_all(&sent).await.unwrap();
+            // Flush, then disconnect: nothing written may be discarded.
+            conn.shutdown().await.unwrap();
+            drop(conn);
+        });
+        let mut c = connect(name.as_str()).await.unwrap();
+        // Read slowly at first, so the server's shutdown really has to wait.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), data.len());
+        assert!(got == data);
+        server.await.unwrap();
+    });
+}
+
+#[test]
+fn connecting_to_a_missing_pipe_gives_up_within_its_timeout() {
+    run(async {
+        let name = unique_name("missing");
+        let start = Instant::now();
+        let opts = ConnectOptions::new().timeout(Duration::from_millis(500));
+        let err = connect_with(name.as_str(), &opts).await.unwrap_err();
+        let waited = start.elapsed();
+        assert!(
+            matches!(err.kind(), ErrorKind::NotFound | ErrorKind::TimedOut),
+            "unexpected kind: {err}"
+        );
+        assert!(err.to_string().contains("gave up after"), "{err}");
+        // Loose bound: it retried for about the timeout, and did not hang.
+        assert!(waited < Duration::from_secs(10), "took {waited:?}");
+        let err = probe(name.as_str(), Duration::ZERO).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+    });
+}
+
+#[test]
+fn connect_waits_for_a_server_that_starts_late() {
+    run(async {
+        let name = unique_name("late");
+        let n2 = name.clone();
+        let server = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let listener = Listener::bind(&n2).unwrap();
+            let mut conn = listener.accept().await.unwrap();
+            conn.write_all(b"hi").await.unwrap();
+            conn.shutdown().await.unwrap();
+        });
+        let mut c = connect(name.as_str()).await.unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"hi");
+        server.await.unwrap();
+        probe(name.as_str(), Duration::ZERO).await.unwrap_err();
+    });
+}
+
+#[test]
+fn probe_reports_a_live_server_ready() {
+    run(async {
+        let name = unique_name("probe");
+        let listener = Arc::new(Listener::bind(&name).unwrap());
+        let srv = spawn_echo(listener.clone());
+        probe(name.as_str(), Duration::from_secs(2)).await.unwrap();
+        listener.close();
+        srv.await.unwrap();
+    });
+}
+
+#[test]
+fn peer_reports_this_process_and_user_for_an_in_process_client() {
+    run(async {
+        let name = unique_name("peer");
+        let listener = Listener::bind(&name).unwrap();
+        let client = connect(name.as_str()).await.unwrap();
+        let server = listener.accept().await.unwrap();
+        let me = std::process::id();
+        let user = pipewright::platform::current_user().unwrap();
+        let sp = server.peer().unwrap();
+        assert_eq!(sp.pid, Some(me));
+        assert_eq!(sp.user.as_ref(), Some(&user));
+        let cp = client.peer().unwrap();
+        assert_eq!(cp.pid, Some(me));
+        assert!(server.is_server());
+        assert!(!client.is_server());
+    });
+}
+
+#[test]
+fn invalid_names_and_options_give_documented_errors() {
+    run(async {
+        for bad in ["", r"\\.\pipe\", "a\0b", r"\\.\pipe\a\b", r"\\host\pipe\x", r"\\.\notpipe\x"] {
+            let err = Listener::bind(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}: {err}");
+            let err = connect(bad).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}: {err}");
+        }
+        let long = "n".repeat(300);
+        assert_eq!(Listener::bind(long.as_str()).unwrap_err().kind(), ErrorKind::InvalidName);
+        let name = unique_name("opts");
+        for (opts, needle) in [
+            (ListenerOptions::new().backlog(0), "backlog"),
+            (ListenerOptions::new().max_instances(2).backlog(3), "max_instances"),
+            (ListenerOptions::new().io_buffer_size(1), "io_buffer_size"),
+        ] {
+            let err = Listener::bind_with(name.as_str(), &opts).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidOption);
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+        let err = connect_with(name.as_str(), &ConnectOptions::new().max_message_size(0))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidOption);
+    });
+}
+
+#[test]
+fn sddl_is_rejected_where_it_cannot_apply_and_when_malformed() {
+    run(async {
+        let name = unique_name("sddl");
+        let err = Listener::bind_with(name.as_str(), &ListenerOptions::new().sddl("this is not sddl"))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidOption, "{err}");
+        if cfg!(unix) {
+            assert!(err.to_string().contains("unix_mode"), "{err}");
+        } else {
+            assert!(err.to_string().contains("not a valid SDDL"), "{err}");
+        }
+    });
+}
