@@ -1,1 +1,253 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask <task>`:
+//!
+//! - `demo`: builds and runs `pipewright demo` here (Unix sockets on Linux, named pipes on
+//!   Windows).
+//! - `test`: every test, Linux natively and the Windows target under Wine, installing the
+//!   Debian packages the Windows build needs; prints the counts of both platforms.
+//! - `setup`: only the installation step of `test`.
+//! - `lint`: `cargo fmt --check` and clippy with `-D warnings` for both targets.
+//! - `bench`: the benchmarks on both platforms (release builds).
+//!
+//! Options of `test`: `--linux-only`, `--windows-only`.
+
+mod libtest;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use libtest::Counts;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn cargo_win() -> Command {
+    let mut c = Command::new(root().join("scripts/cargo-win"));
+    c.current_dir(root());
+    c
+}
+
+fn wine() -> Command {
+    let mut c = Command::new("/usr/lib/wine/wine64");
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    c.env("WINEPREFIX", std::env::var("WINEPREFIX").unwrap_or(format!("{home}/.wine-pipewright")));
+    c.env("WINEDEBUG", std::env::var("WINEDEBUG").unwrap_or("-all".into()));
+    c.current_dir(root());
+    c
+}
+
+fn status(mut c: Command, what: &str) -> Result<(), String> {
+    eprintln!("xtask: {what}");
+    let st = c.status().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("{what}: {st}"))
+    }
+}
+
+fn setup() -> Result<(), String> {
+    status(
+        {
+            let mut c = Command::new("bash");
+            c.arg(root().join("scripts/setup-windows-target.sh"));
+            c
+        },
+        "setup: packages for the Windows target (Debian's rustc with std source, mingw-w64, Wine)",
+    )
+}
+
+/// The packages whose tests run for the Windows target (the host-only xtask is left out).
+const WINDOWS_EXCLUDES: [&str; 1] = ["xtask"];
+
+fn test(args: &[String]) -> Result<(), String> {
+    let linux = !args.iter().any(|a| a == "--windows-only");
+    let windows = !args.iter().any(|a| a == "--linux-only");
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    let mut linux_counts = None;
+    let mut windows_counts = None;
+
+    status(
+        {
+            let mut c = cargo();
+            c.args(["fmt", "--all", "--check"]);
+            c
+        },
+        "cargo fmt --check",
+    )
+    .unwrap_or_else(|e| failures.push(e));
+
+    if linux {
+        let mut c = cargo();
+        c.args(["test", "--workspace", "--no-fail-fast"]);
+        let (counts, ok) = libtest::run_counted(c, "linux: cargo test --workspace")?;
+        if !ok {
+            failures.push("linux tests failed".into());
+        }
+        linux_counts = Some(counts);
+    }
+    if windows {
+        setup()?;
+        let mut c = cargo_win();
+        c.args(["test", "--workspace", "--no-fail-fast"]);
+        for p in WINDOWS_EXCLUDES {
+            c.args(["--exclude", p]);
+        }
+        // --show-output prints what passing tests wrote, so the Wine skips can be counted.
+        c.args(["--", "--show-output"]);
+        let (counts, ok) =
+            libtest::run_counted(c, "windows: scripts/cargo-win test --workspace (under Wine)")?;
+        if !ok {
+            failures.push("windows tests under Wine failed".into());
+        }
+        windows_counts = Some(counts);
+    }
+
+    println!();
+    println!("== summary ({:.0} s) ==", started.elapsed().as_secs_f64());
+    let mut total = Counts::default();
+    if let Some(c) = &linux_counts {
+        println!("linux:               {}", c.describe());
+        total.add(c);
+    }
+    if let Some(c) = &windows_counts {
+        println!("windows (under Wine): {}", c.describe());
+        for s in &c.skip_reasons {
+            println!("  skipped under Wine: {s}");
+        }
+        total.add(c);
+    }
+    for f in &failures {
+        println!("FAILED: {f}");
+    }
+    // A failed step that is not a failed test (build, fmt) still counts as one failure.
+    let failed = total.failed.max(u64::from(!failures.is_empty()));
+    println!(
+        "{} passed, {} failed, {} skipped",
+        total.passed,
+        failed,
+        total.ignored + total.skipped
+    );
+    if failures.is_empty() && total.failed == 0 {
+        Ok(())
+    } else {
+        Err("some tests failed".into())
+    }
+}
+
+fn demo(args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "--windows") {
+        setup()?;
+        status(
+            {
+                let mut c = cargo_win();
+                c.args(["build", "--release", "-p", "pipewright-cli"]);
+                c
+            },
+            "build pipewright.exe",
+        )?;
+        let exe = root().join("target/windows/x86_64-win7-windows-gnu/release/pipewright.exe");
+        let mut c = wine();
+        c.arg(exe).arg("demo");
+        return status(c, "pipewright.exe demo (under Wine)");
+    }
+    let mut c = cargo();
+    c.args(["run", "--quiet", "--release", "-p", "pipewright-cli", "--", "demo"]);
+    status(c, "pipewright demo")
+}
+
+fn lint() -> Result<(), String> {
+    status(
+        {
+            let mut c = cargo();
+            c.args(["fmt", "--all", "--check"]);
+            c
+        },
+        "cargo fmt --check",
+    )?;
+    status(
+        {
+            let mut c = cargo();
+            c.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+            c
+        },
+        "clippy (linux)",
+    )?;
+    setup()?;
+    status(
+        {
+            let mut c = cargo_win();
+            c.args(["clippy", "--workspace", "--all-targets"]);
+            for p in WINDOWS_EXCLUDES {
+                c.args(["--exclude", p]);
+            }
+            c.args(["--", "-D", "warnings"]);
+            c
+        },
+        "clippy (windows target)",
+    )
+}
+
+fn bench() -> Result<(), String> {
+    status(
+        {
+            let mut c = cargo();
+            c.args(["run", "--quiet", "--release", "-p", "pipewright-cli", "--", "bench", "stream", "--rounds", "5", "--size", "1GiB"]);
+            c
+        },
+        "bench stream (linux)",
+    )?;
+    setup()?;
+    status(
+        {
+            let mut c = cargo_win();
+            c.args(["build", "--release", "-p", "pipewright-cli"]);
+            c
+        },
+        "build pipewright.exe",
+    )?;
+    let exe = root().join("target/windows/x86_64-win7-windows-gnu/release/pipewright.exe");
+    for chunk in ["1MiB", "64KiB"] {
+        let mut c = wine();
+        c.arg(&exe)
+            .args(["bench", "stream", "--rounds", "5", "--size", "256MiB", "--chunk", chunk, "--tokio"])
+            .stdin(Stdio::null());
+        status(c, &format!("bench stream, {chunk} writes (windows, under Wine)"))?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(task) = args.first() else {
+        eprintln!("usage: cargo xtask <demo|test|setup|lint|bench> [options]");
+        return ExitCode::from(2);
+    };
+    let rest = &args[1..];
+    let result = match task.as_str() {
+        "demo" => demo(rest),
+        "test" => test(rest),
+        "setup" => setup(),
+        "lint" => lint(),
+        "bench" => bench(),
+        other => Err(format!("unknown task {other:?}; tasks: demo, test, setup, lint, bench")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -44,7 +44,7 @@ pub enum ImpersonationLevel {
 }
 
 /// Default size of each read and write the stream issues (bytes).
-pub const DEFAULT_IO_BUFFER_SIZE: usize = 256 * 1024;
+pub const DEFAULT_IO_BUFFER_SIZE: usize = 1024 * 1024;
 /// Default limit for one message in message mode (bytes).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 /// Default number of pending server instances a listener keeps.
@@ -166,7 +166,7 @@ impl ListenerOptions {
         self
     }
 
-    /// Size of each read and write the stream issues (default 256 KiB).
+    /// Size of each read and write the stream issues (default 1 MiB; reads start at 16 KiB and grow only while they fill).
     pub fn io_buffer_size(mut self, size: usize) -> Self {
         self.stream.io_buffer_size = size;
         self
@@ -318,7 +318,7 @@ impl ConnectOptions {
         self
     }
 
-    /// Size of each read and write the stream issues (default 256 KiB).
+    /// Size of each read and write the stream issues (default 1 MiB; reads start at 16 KiB and grow only while they fill).
     pub fn io_buffer_size(mut self, size: usize) -> Self {
         self.stream.io_buffer_size = size;
         self

@@ -1,5 +1,6 @@
 //! Unix: the same API over Unix domain stream sockets.
 
+pub(crate) mod baseline;
 mod framing;
 mod listener;
 mod stream;

@@ -1,5 +1,6 @@
 //! Windows: named pipes with the crate's own overlapped I/O on one completion port.
 
+pub(crate) mod baseline;
 mod iocp;
 mod listener;
 mod pipe;

@@ -176,8 +176,14 @@ pub(crate) fn disconnect(handle: &OwnedHandle) -> io::Result<()> {
 
 /// Cancels every overlapped operation on the handle, from any thread.
 pub(crate) fn cancel_all(handle: &OwnedHandle) {
-    // SAFETY: valid handle; a null OVERLAPPED cancels all of the handle's operations.
+    cancel_all_handle(raw(handle));
+}
+
+/// [`cancel_all`] for a borrowed raw handle.
+pub(crate) fn cancel_all_handle(handle: HANDLE) {
+    // SAFETY: the caller passes an open handle; a null OVERLAPPED cancels all of its
+    // operations.
     unsafe {
-        CancelIoEx(raw(handle), std::ptr::null());
+        CancelIoEx(handle, std::ptr::null());
     }
 }
