@@ -37,7 +37,9 @@ impl Counts {
             self.binaries += 1;
             for part in rest.split(';') {
                 let mut words = part.split_whitespace().rev();
-                let (Some(what), Some(n)) = (words.next(), words.next()) else { continue };
+                let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                    continue;
+                };
                 let Ok(n) = n.parse::<u64>() else { continue };
                 match what {
                     "passed" => self.passed += n,
@@ -48,7 +50,9 @@ impl Counts {
             }
         } else if let Some(idx) = line.find("SKIPPED under Wine: ") {
             self.skipped += 1;
-            let reason = line[idx + "SKIPPED under Wine: ".len()..].trim().to_string();
+            let reason = line[idx + "SKIPPED under Wine: ".len()..]
+                .trim()
+                .to_string();
             if !self.skip_reasons.contains(&reason) {
                 self.skip_reasons.push(reason);
             }
@@ -60,7 +64,9 @@ impl Counts {
 pub fn run_counted(mut cmd: Command, what: &str) -> Result<(Counts, bool), String> {
     eprintln!("xtask: {what}");
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
     let stderr = child.stderr.take().expect("piped");
     let err_thread = std::thread::spawn(move || {
         let mut counts = Counts::default();
@@ -95,7 +101,10 @@ mod tests {
         c.observe("SKIPPED under Wine: DACLs are not enforced");
         c.observe("SKIPPED under Wine: DACLs are not enforced");
         c.observe("test foo ... ok");
-        assert_eq!((c.passed, c.failed, c.ignored, c.skipped, c.binaries), (19, 1, 2, 2, 2));
+        assert_eq!(
+            (c.passed, c.failed, c.ignored, c.skipped, c.binaries),
+            (19, 1, 2, 2, 2)
+        );
         assert_eq!(c.skip_reasons, vec!["DACLs are not enforced".to_string()]);
     }
 }

@@ -40,15 +40,23 @@ fn cargo_win() -> Command {
 fn wine() -> Command {
     let mut c = Command::new("/usr/lib/wine/wine64");
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    c.env("WINEPREFIX", std::env::var("WINEPREFIX").unwrap_or(format!("{home}/.wine-pipewright")));
-    c.env("WINEDEBUG", std::env::var("WINEDEBUG").unwrap_or("-all".into()));
+    c.env(
+        "WINEPREFIX",
+        std::env::var("WINEPREFIX").unwrap_or(format!("{home}/.wine-pipewright")),
+    );
+    c.env(
+        "WINEDEBUG",
+        std::env::var("WINEDEBUG").unwrap_or("-all".into()),
+    );
     c.current_dir(root());
     c
 }
 
 fn status(mut c: Command, what: &str) -> Result<(), String> {
     eprintln!("xtask: {what}");
-    let st = c.status().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    let st = c
+        .status()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
     if st.success() {
         Ok(())
     } else {
@@ -106,8 +114,10 @@ fn test(args: &[String]) -> Result<(), String> {
         }
         // --show-output prints what passing tests wrote, so the Wine skips can be counted.
         c.args(["--", "--show-output"]);
-        let (counts, ok) =
-            libtest::run_counted(c, "windows: scripts/cargo-win test --workspace (under Wine)")?;
+        let (counts, ok) = libtest::run_counted(
+            c,
+            "windows: scripts/cargo-win test --workspace (under Wine)",
+        )?;
         if !ok {
             failures.push("windows tests under Wine failed".into());
         }
@@ -163,7 +173,15 @@ fn demo(args: &[String]) -> Result<(), String> {
         return status(c, "pipewright.exe demo (under Wine)");
     }
     let mut c = cargo();
-    c.args(["run", "--quiet", "--release", "-p", "pipewright-cli", "--", "demo"]);
+    c.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "pipewright-cli",
+        "--",
+        "demo",
+    ]);
     status(c, "pipewright demo")
 }
 
@@ -179,7 +197,14 @@ fn lint() -> Result<(), String> {
     status(
         {
             let mut c = cargo();
-            c.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+            c.args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]);
             c
         },
         "clippy (linux)",
@@ -203,7 +228,20 @@ fn bench() -> Result<(), String> {
     status(
         {
             let mut c = cargo();
-            c.args(["run", "--quiet", "--release", "-p", "pipewright-cli", "--", "bench", "stream", "--rounds", "5", "--size", "1GiB"]);
+            c.args([
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "pipewright-cli",
+                "--",
+                "bench",
+                "stream",
+                "--rounds",
+                "5",
+                "--size",
+                "1GiB",
+            ]);
             c
         },
         "bench stream (linux)",
@@ -221,9 +259,14 @@ fn bench() -> Result<(), String> {
     for chunk in ["1MiB", "64KiB"] {
         let mut c = wine();
         c.arg(&exe)
-            .args(["bench", "stream", "--rounds", "5", "--size", "256MiB", "--chunk", chunk, "--tokio"])
+            .args([
+                "bench", "stream", "--rounds", "5", "--size", "256MiB", "--chunk", chunk, "--tokio",
+            ])
             .stdin(Stdio::null());
-        status(c, &format!("bench stream, {chunk} writes (windows, under Wine)"))?;
+        status(
+            c,
+            &format!("bench stream, {chunk} writes (windows, under Wine)"),
+        )?;
     }
     Ok(())
 }
@@ -241,7 +284,9 @@ fn main() -> ExitCode {
         "setup" => setup(),
         "lint" => lint(),
         "bench" => bench(),
-        other => Err(format!("unknown task {other:?}; tasks: demo, test, setup, lint, bench")),
+        other => Err(format!(
+            "unknown task {other:?}; tasks: demo, test, setup, lint, bench"
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

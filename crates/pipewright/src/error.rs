@@ -209,7 +209,10 @@ mod tests {
         let err = Error::new(ErrorKind::NotFound, "connect: no server")
             .with_pipe(r"\\.\pipe\x")
             .with_source(io::Error::other("os says no"));
-        assert_eq!(err.to_string(), r"\\.\pipe\x: connect: no server (os says no)");
+        assert_eq!(
+            err.to_string(),
+            r"\\.\pipe\x: connect: no server (os says no)"
+        );
     }
 
     #[test]

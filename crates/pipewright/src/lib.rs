@@ -50,8 +50,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use listener::Listener;
 pub use name::{PipeName, ToPipeName, MAX_PIPE_PATH_LEN, RUNTIME_DIR_ENV};
 pub use options::{
-    ConnectOptions, ImpersonationLevel, ListenerOptions, PipeMode, Security,
-    DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_BUFFER_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
+    ConnectOptions, ImpersonationLevel, ListenerOptions, PipeMode, Security, DEFAULT_BACKLOG,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_BUFFER_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
 };
 pub use peer::{Peer, PeerUser};
 pub use stream::PipeStream;

@@ -65,7 +65,12 @@ impl PipeName {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| invalid(&path.display().to_string(), "a socket path must end in a file name"))?
+            .ok_or_else(|| {
+                invalid(
+                    &path.display().to_string(),
+                    "a socket path must end in a file name",
+                )
+            })?
             .to_string();
         Ok(PipeName {
             host: None,
@@ -76,7 +81,10 @@ impl PipeName {
 
     fn parse_inner(input: &str, allow_remote: bool) -> Result<Self> {
         if input.is_empty() {
-            return Err(invalid(input, "the name is empty; give NAME, \\\\.\\pipe\\NAME or //./pipe/NAME"));
+            return Err(invalid(
+                input,
+                "the name is empty; give NAME, \\\\.\\pipe\\NAME or //./pipe/NAME",
+            ));
         }
         if input.contains('\0') {
             return Err(invalid(input, "the name contains a NUL character"));
@@ -97,7 +105,10 @@ impl PipeName {
                 ));
             }
             if host.is_empty() {
-                return Err(invalid(input, "the server part is empty; use '.' for this machine"));
+                return Err(invalid(
+                    input,
+                    "the server part is empty; use '.' for this machine",
+                ));
             }
             let host = if host == "." {
                 None
@@ -170,7 +181,11 @@ impl PipeName {
 
     /// The Windows path, `\\.\pipe\NAME` (or `\\HOST\pipe\NAME`).
     pub fn windows_path(&self) -> String {
-        format!(r"\\{}\pipe\{}", self.host.as_deref().unwrap_or("."), self.name)
+        format!(
+            r"\\{}\pipe\{}",
+            self.host.as_deref().unwrap_or("."),
+            self.name
+        )
     }
 
     /// The Unix socket path: the explicit path if one was given, otherwise
@@ -202,7 +217,8 @@ impl PipeName {
 }
 
 fn invalid(input: &str, why: &str) -> Error {
-    Error::new(ErrorKind::InvalidName, format!("invalid pipe name: {why}")).with_pipe(format!("{input:?}"))
+    Error::new(ErrorKind::InvalidName, format!("invalid pipe name: {why}"))
+        .with_pipe(format!("{input:?}"))
 }
 
 impl fmt::Display for PipeName {
@@ -271,7 +287,13 @@ mod tests {
 
     #[test]
     fn all_local_forms_give_the_same_name() {
-        for form in [r"\\.\pipe\a.b-c", "//./pipe/a.b-c", r"\\.\PIPE\a.b-c", r"//.\pipe/a.b-c", "a.b-c"] {
+        for form in [
+            r"\\.\pipe\a.b-c",
+            "//./pipe/a.b-c",
+            r"\\.\PIPE\a.b-c",
+            r"//.\pipe/a.b-c",
+            "a.b-c",
+        ] {
             let p = PipeName::parse(form).unwrap();
             assert_eq!(p.name(), "a.b-c", "{form}");
             assert_eq!(p.host(), None);

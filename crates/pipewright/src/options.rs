@@ -369,9 +369,18 @@ mod tests {
             (ListenerOptions::new().backlog(0), "backlog 0"),
             (ListenerOptions::new().backlog(300), "backlog 300"),
             (ListenerOptions::new().max_instances(0), "max_instances 0"),
-            (ListenerOptions::new().backlog(8).max_instances(4), "below the backlog"),
-            (ListenerOptions::new().io_buffer_size(10), "io_buffer_size 10"),
-            (ListenerOptions::new().max_message_size(0), "max_message_size 0"),
+            (
+                ListenerOptions::new().backlog(8).max_instances(4),
+                "below the backlog",
+            ),
+            (
+                ListenerOptions::new().io_buffer_size(10),
+                "io_buffer_size 10",
+            ),
+            (
+                ListenerOptions::new().max_message_size(0),
+                "max_message_size 0",
+            ),
             (ListenerOptions::new().unix_mode(0o4777), "unix_mode"),
         ];
         for (opts, needle) in cases {

@@ -28,7 +28,9 @@ fn child_entry() {
         "report-pid" => {
             run(async move {
                 let mut c = connect(pipe.as_str()).await.expect("child connect");
-                c.write_all(&std::process::id().to_le_bytes()).await.unwrap();
+                c.write_all(&std::process::id().to_le_bytes())
+                    .await
+                    .unwrap();
                 c.flush().await.unwrap();
                 let mut rest = Vec::new();
                 let _ = c.read_to_end(&mut rest).await;
@@ -69,13 +71,27 @@ fn peer_pid_is_the_child_process() {
         conn.read_exact(&mut pid).await.unwrap();
         let reported = u32::from_le_bytes(pid);
         let peer = conn.peer().unwrap();
-        assert_eq!(peer.pid, Some(reported), "peer() disagrees with the child's own pid");
-        assert_eq!(peer.pid, Some(child.id()), "peer() disagrees with the spawned child's pid");
+        assert_eq!(
+            peer.pid,
+            Some(reported),
+            "peer() disagrees with the child's own pid"
+        );
+        assert_eq!(
+            peer.pid,
+            Some(child.id()),
+            "peer() disagrees with the spawned child's pid"
+        );
         assert_ne!(peer.pid, Some(std::process::id()));
-        assert_eq!(peer.user, Some(pipewright::platform::current_user().unwrap()));
+        assert_eq!(
+            peer.user,
+            Some(pipewright::platform::current_user().unwrap())
+        );
         conn.shutdown().await.unwrap();
         drop(conn);
-        let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(status.success(), "child failed: {status}");
     });
 }
@@ -89,14 +105,25 @@ fn second_process_cannot_serve_a_name_already_served() {
         let name = unique_name("guard");
         let listener = Listener::bind(&name).unwrap();
         let wait = |mut child: std::process::Child| async move {
-            tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap()
+            tokio::task::spawn_blocking(move || child.wait())
+                .await
+                .unwrap()
+                .unwrap()
         };
         let status = wait(spawn_role("child_entry", "try-bind", &name)).await;
-        assert_eq!(status.code(), Some(CHILD_ALREADY_IN_USE), "second server was allowed: {status}");
+        assert_eq!(
+            status.code(),
+            Some(CHILD_ALREADY_IN_USE),
+            "second server was allowed: {status}"
+        );
         drop(listener);
         // Once the first server is gone, the name is free again.
         let status = wait(spawn_role("child_entry", "try-bind", &name)).await;
-        assert_eq!(status.code(), Some(CHILD_BOUND), "name stayed taken: {status}");
+        assert_eq!(
+            status.code(),
+            Some(CHILD_BOUND),
+            "name stayed taken: {status}"
+        );
     });
 }
 
@@ -107,7 +134,9 @@ fn guard_holds_while_all_instances_are_connected() {
     }
     run(async {
         let name = unique_name("guardbusy");
-        let listener = Listener::bind_with(&name, &ListenerOptions::new().backlog(1).max_instances(1)).unwrap();
+        let listener =
+            Listener::bind_with(&name, &ListenerOptions::new().backlog(1).max_instances(1))
+                .unwrap();
         let _client = connect(name.as_str()).await.unwrap();
         let _server = listener.accept().await.unwrap();
         // The only instance is taken: a second server must still be refused.
@@ -136,7 +165,10 @@ fn of_two_simultaneous_binds_exactly_one_wins() {
                 .map(|_| {
                     let (name, barrier) = (name.clone(), barrier.clone());
                     std::thread::spawn(move || {
-                        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .unwrap();
                         let _guard = rt.enter();
                         barrier.wait();
                         let result = Listener::bind(name.as_str());
@@ -149,7 +181,10 @@ fn of_two_simultaneous_binds_exactly_one_wins() {
             let results: Vec<_> = binds.into_iter().map(|t| t.join().unwrap()).collect();
             let wins = results.iter().filter(|r| r.is_ok()).count();
             assert_eq!(wins, 1, "round {round}: {results:?}");
-            assert!(results.contains(&Err(ErrorKind::AlreadyInUse)), "round {round}: {results:?}");
+            assert!(
+                results.contains(&Err(ErrorKind::AlreadyInUse)),
+                "round {round}: {results:?}"
+            );
         }
     });
 }

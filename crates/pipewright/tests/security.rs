@@ -23,7 +23,10 @@ mod windows {
     fn dacl_aces(sddl: &str) -> Vec<String> {
         let dacl = &sddl[sddl.find("D:").expect("a DACL") + 2..];
         let dacl = dacl.split("S:").next().unwrap();
-        dacl.split('(').skip(1).map(|a| a.trim_end_matches(')').to_string()).collect()
+        dacl.split('(')
+            .skip(1)
+            .map(|a| a.trim_end_matches(')').to_string())
+            .collect()
     }
 
     fn trustee(ace: &str) -> String {
@@ -39,7 +42,10 @@ mod windows {
             let sddl = listener.security_sddl().unwrap();
             assert!(sddl.contains("D:P"), "DACL is not protected: {sddl}");
             let aces = dacl_aces(&sddl);
-            assert!(aces.iter().all(|a| a.starts_with("A;")), "not only allow ACEs: {sddl}");
+            assert!(
+                aces.iter().all(|a| a.starts_with("A;")),
+                "not only allow ACEs: {sddl}"
+            );
             let mut trustees: Vec<String> = aces.iter().map(|a| trustee(a)).collect();
             trustees.sort();
             let mut expected = vec![my_sid(), "SY".to_string(), "BA".to_string()];
@@ -54,7 +60,8 @@ mod windows {
             let name = unique_name("sddl");
             let sid = my_sid();
             let sddl = format!("D:P(A;;GA;;;{sid})(A;;GR;;;AU)");
-            let listener = Listener::bind_with(&name, &ListenerOptions::new().sddl(sddl.clone())).unwrap();
+            let listener =
+                Listener::bind_with(&name, &ListenerOptions::new().sddl(sddl.clone())).unwrap();
             let back = listener.security_sddl().unwrap();
             let trustees: Vec<String> = dacl_aces(&back).iter().map(|a| trustee(a)).collect();
             assert_eq!(trustees, vec![sid, "AU".to_string()], "{back}");
@@ -78,7 +85,10 @@ mod windows {
             let opts = ConnectOptions::new().timeout(Duration::ZERO);
             let err = connect_with(name.as_str(), &opts).await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::AccessDenied, "{err}");
-            assert!(err.to_string().contains("SDDL"), "the message names the fix: {err}");
+            assert!(
+                err.to_string().contains("SDDL"),
+                "the message names the fix: {err}"
+            );
         });
     }
 }
@@ -94,11 +104,19 @@ mod unix {
         run(async {
             let name = PipeName::parse(&unique_name("mode")).unwrap();
             let l = Listener::bind(&name).unwrap();
-            let mode = std::fs::metadata(name.unix_path()).unwrap().permissions().mode() & 0o777;
+            let mode = std::fs::metadata(name.unix_path())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600);
             drop(l);
             let l = Listener::bind_with(&name, &ListenerOptions::new().unix_mode(0o660)).unwrap();
-            let mode = std::fs::metadata(name.unix_path()).unwrap().permissions().mode() & 0o777;
+            let mode = std::fs::metadata(name.unix_path())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o660);
             drop(l);
         });

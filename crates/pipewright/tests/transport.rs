@@ -60,7 +60,10 @@ fn sixty_four_clients_a_hundred_rounds_each_without_a_connect_failure() {
                     conn.write_all(&msg).await.unwrap();
                     let mut back = [0u8; 8];
                     conn.read_exact(&mut back).await.unwrap();
-                    assert_eq!(back, msg, "client {c} round {round} got another client's data");
+                    assert_eq!(
+                        back, msg,
+                        "client {c} round {round} got another client's data"
+                    );
                 }
             }));
         }
@@ -79,7 +82,8 @@ fn no_busy_or_missing_pipe_between_accepts() {
     // lives and fewer than `backlog` clients wait.
     run(async {
         let name = unique_name("backlog");
-        let listener = Arc::new(Listener::bind_with(&name, &ListenerOptions::new().backlog(4)).unwrap());
+        let listener =
+            Arc::new(Listener::bind_with(&name, &ListenerOptions::new().backlog(4)).unwrap());
         let srv = spawn_echo(listener.clone());
         let once = ConnectOptions::new().timeout(Duration::ZERO);
         for i in 0..300 {
@@ -226,11 +230,19 @@ fn message_mode_keeps_boundaries_for_megabyte_messages() {
             let msg = pattern(*size, i as u8);
             c.send_message(&msg).await.unwrap();
             let back = c.recv_message().await.unwrap().expect("a message");
-            assert_eq!(back.len(), *size, "message {i} came back with another length");
+            assert_eq!(
+                back.len(),
+                *size,
+                "message {i} came back with another length"
+            );
             assert!(back == msg, "message {i} differs");
         }
         c.shutdown().await.unwrap();
-        assert_eq!(c.recv_message().await.unwrap(), None, "server's zero-byte message is EOF");
+        assert_eq!(
+            c.recv_message().await.unwrap(),
+            None,
+            "server's zero-byte message is EOF"
+        );
         assert_eq!(server.await.unwrap(), sizes.len());
     });
 }
@@ -239,7 +251,8 @@ fn message_mode_keeps_boundaries_for_megabyte_messages() {
 fn zero_byte_message_is_end_of_stream_and_the_pipe_stays_usable() {
     run(async {
         let name = unique_name("zero");
-        let listener = Listener::bind_with(&name, &ListenerOptions::new().mode(PipeMode::Message)).unwrap();
+        let listener =
+            Listener::bind_with(&name, &ListenerOptions::new().mode(PipeMode::Message)).unwrap();
         let server = tokio::spawn(async move {
             let mut conn = listener.accept().await.unwrap();
             let mut got = Vec::new();
@@ -265,7 +278,9 @@ fn zero_byte_message_is_end_of_stream_and_the_pipe_stays_usable() {
 fn oversized_message_is_refused_with_message_too_large() {
     run(async {
         let name = unique_name("big");
-        let opts = ListenerOptions::new().mode(PipeMode::Message).max_message_size(1000);
+        let opts = ListenerOptions::new()
+            .mode(PipeMode::Message)
+            .max_message_size(1000);
         let listener = Listener::bind_with(&name, &opts).unwrap();
         let server = tokio::spawn(async move {
             let mut conn = listener.accept().await.unwrap();
@@ -279,9 +294,12 @@ fn oversized_message_is_refused_with_message_too_large() {
         assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{err}");
         assert!(err.to_string().contains("max_message_size"), "{err}");
         // The sender's own limit is checked before anything is sent.
-        let small = ConnectOptions::new().mode(PipeMode::Message).max_message_size(10);
+        let small = ConnectOptions::new()
+            .mode(PipeMode::Message)
+            .max_message_size(10);
         let name2 = unique_name("big2");
-        let l2 = Listener::bind_with(&name2, &ListenerOptions::new().mode(PipeMode::Message)).unwrap();
+        let l2 =
+            Listener::bind_with(&name2, &ListenerOptions::new().mode(PipeMode::Message)).unwrap();
         let mut c2 = connect_with(name2.as_str(), &small).await.unwrap();
         let err = c2.send_message(&[0u8; 11]).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
@@ -389,18 +407,31 @@ fn peer_reports_this_process_and_user_for_an_in_process_client() {
 #[test]
 fn invalid_names_and_options_give_documented_errors() {
     run(async {
-        for bad in ["", r"\\.\pipe\", "a\0b", r"\\.\pipe\a\b", r"\\host\pipe\x", r"\\.\notpipe\x"] {
+        for bad in [
+            "",
+            r"\\.\pipe\",
+            "a\0b",
+            r"\\.\pipe\a\b",
+            r"\\host\pipe\x",
+            r"\\.\notpipe\x",
+        ] {
             let err = Listener::bind(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}: {err}");
             let err = connect(bad).await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}: {err}");
         }
         let long = "n".repeat(300);
-        assert_eq!(Listener::bind(long.as_str()).unwrap_err().kind(), ErrorKind::InvalidName);
+        assert_eq!(
+            Listener::bind(long.as_str()).unwrap_err().kind(),
+            ErrorKind::InvalidName
+        );
         let name = unique_name("opts");
         for (opts, needle) in [
             (ListenerOptions::new().backlog(0), "backlog"),
-            (ListenerOptions::new().max_instances(2).backlog(3), "max_instances"),
+            (
+                ListenerOptions::new().max_instances(2).backlog(3),
+                "max_instances",
+            ),
             (ListenerOptions::new().io_buffer_size(1), "io_buffer_size"),
         ] {
             let err = Listener::bind_with(name.as_str(), &opts).unwrap_err();
@@ -418,8 +449,11 @@ fn invalid_names_and_options_give_documented_errors() {
 fn sddl_is_rejected_where_it_cannot_apply_and_when_malformed() {
     run(async {
         let name = unique_name("sddl");
-        let err = Listener::bind_with(name.as_str(), &ListenerOptions::new().sddl("this is not sddl"))
-            .unwrap_err();
+        let err = Listener::bind_with(
+            name.as_str(),
+            &ListenerOptions::new().sddl("this is not sddl"),
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidOption, "{err}");
         if cfg!(unix) {
             assert!(err.to_string().contains("unix_mode"), "{err}");

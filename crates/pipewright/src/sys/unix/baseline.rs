@@ -6,7 +6,12 @@ use std::time::{Duration, Instant};
 
 /// Moves `total` bytes from a client to a server over a fresh socket at `path` with blocking
 /// reads and writes of `chunk` bytes; returns the elapsed time of the transfer.
-pub(crate) fn raw_transfer(path: &str, total: usize, chunk: usize, _in_flight: usize) -> io::Result<Duration> {
+pub(crate) fn raw_transfer(
+    path: &str,
+    total: usize,
+    chunk: usize,
+    _in_flight: usize,
+) -> io::Result<Duration> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     let mut client = UnixStream::connect(path)?;
@@ -32,7 +37,9 @@ pub(crate) fn raw_transfer(path: &str, total: usize, chunk: usize, _in_flight: u
         client.write_all(&buf[..len])?;
         sent += len;
     }
-    let got = reader.join().map_err(|_| io::Error::other("reader thread panicked"))??;
+    let got = reader
+        .join()
+        .map_err(|_| io::Error::other("reader thread panicked"))??;
     let elapsed = start.elapsed();
     if got != total {
         return Err(io::Error::other(format!("moved {got} of {total} bytes")));

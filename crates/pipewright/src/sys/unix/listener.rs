@@ -38,8 +38,10 @@ impl Listener {
             ));
         }
         if name.host().is_some() {
-            return Err(Error::new(ErrorKind::InvalidName, "cannot serve a remote pipe name")
-                .with_pipe(name.windows_path()));
+            return Err(
+                Error::new(ErrorKind::InvalidName, "cannot serve a remote pipe name")
+                    .with_pipe(name.windows_path()),
+            );
         }
         let path = name.unix_path();
         let shown = path.display().to_string();
@@ -105,7 +107,8 @@ impl Listener {
     }
 
     fn closed_error(&self) -> Error {
-        Error::new(ErrorKind::Closed, "accept: the listener was closed").with_pipe(self.shown.clone())
+        Error::new(ErrorKind::Closed, "accept: the listener was closed")
+            .with_pipe(self.shown.clone())
     }
 
     fn remove_socket_file(&self) {

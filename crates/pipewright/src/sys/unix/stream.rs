@@ -86,10 +86,9 @@ impl Stream {
                 }
                 PipeMode::Message => {
                     let max = self.config.max_message_size;
-                    let len = std::future::poll_fn(|cx| {
-                        self.reader.poll_header(&mut self.io, max, cx)
-                    })
-                    .await?;
+                    let len =
+                        std::future::poll_fn(|cx| self.reader.poll_header(&mut self.io, max, cx))
+                            .await?;
                     let Some(len) = len else { return Ok(None) };
                     let mut msg = vec![0u8; len];
                     let mut filled = 0;

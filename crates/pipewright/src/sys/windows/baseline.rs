@@ -32,7 +32,11 @@ impl Slot {
         // SAFETY: OVERLAPPED is plain data; zero is its initial state.
         let mut ov: Box<OVERLAPPED> = Box::new(unsafe { std::mem::zeroed() });
         ov.hEvent = event;
-        Ok(Slot { ov, buf: vec![fill; chunk], busy: false })
+        Ok(Slot {
+            ov,
+            buf: vec![fill; chunk],
+            busy: false,
+        })
     }
 
     fn start(&mut self, h: HANDLE, write: bool, len: usize) -> io::Result<()> {
@@ -44,13 +48,26 @@ impl Slot {
         // (we always wait for it in `finish` or Drop before they are freed).
         let ok = unsafe {
             if write {
-                WriteFile(h, self.buf.as_ptr(), len as u32, std::ptr::null_mut(), &mut *self.ov)
+                WriteFile(
+                    h,
+                    self.buf.as_ptr(),
+                    len as u32,
+                    std::ptr::null_mut(),
+                    &mut *self.ov,
+                )
             } else {
-                ReadFile(h, self.buf.as_mut_ptr(), len as u32, std::ptr::null_mut(), &mut *self.ov)
+                ReadFile(
+                    h,
+                    self.buf.as_mut_ptr(),
+                    len as u32,
+                    std::ptr::null_mut(),
+                    &mut *self.ov,
+                )
             }
         };
         // SAFETY: reads the thread's last error.
-        if ok == 0 && unsafe { windows_sys::Win32::Foundation::GetLastError() } != ERROR_IO_PENDING {
+        if ok == 0 && unsafe { windows_sys::Win32::Foundation::GetLastError() } != ERROR_IO_PENDING
+        {
             return Err(io::Error::last_os_error());
         }
         self.busy = true;
@@ -77,7 +94,9 @@ impl Drop for Slot {
 }
 
 fn pump(h: HANDLE, write: bool, total: usize, chunk: usize, in_flight: usize) -> io::Result<usize> {
-    let mut slots = (0..in_flight).map(|_| Slot::new(chunk, 0x5a)).collect::<io::Result<Vec<_>>>()?;
+    let mut slots = (0..in_flight)
+        .map(|_| Slot::new(chunk, 0x5a))
+        .collect::<io::Result<Vec<_>>>()?;
     let (mut issued, mut done, mut i) = (0usize, 0usize, 0usize);
     loop {
         let slot = &mut slots[i % in_flight];
@@ -113,7 +132,12 @@ fn pump(h: HANDLE, write: bool, total: usize, chunk: usize, in_flight: usize) ->
 
 /// Moves `total` bytes from a client to a server over a fresh byte pipe called `path` with
 /// raw overlapped I/O; returns the elapsed time of the transfer.
-pub(crate) fn raw_transfer(path: &str, total: usize, chunk: usize, in_flight: usize) -> io::Result<Duration> {
+pub(crate) fn raw_transfer(
+    path: &str,
+    total: usize,
+    chunk: usize,
+    in_flight: usize,
+) -> io::Result<Duration> {
     let w = wide(path);
     let spec = InstanceSpec {
         path: &w,
@@ -143,12 +167,17 @@ pub(crate) fn raw_transfer(path: &str, total: usize, chunk: usize, in_flight: us
     }
     let start = Instant::now();
     let server_raw = raw(&server) as usize;
-    let reader = std::thread::spawn(move || pump(server_raw as HANDLE, false, total, chunk, in_flight));
+    let reader =
+        std::thread::spawn(move || pump(server_raw as HANDLE, false, total, chunk, in_flight));
     let written = pump(raw(&client), true, total, chunk, in_flight)?;
-    let read = reader.join().map_err(|_| io::Error::other("reader thread panicked"))??;
+    let read = reader
+        .join()
+        .map_err(|_| io::Error::other("reader thread panicked"))??;
     let elapsed = start.elapsed();
     if written != total || read != total {
-        return Err(io::Error::other(format!("moved {written}/{read} of {total} bytes")));
+        return Err(io::Error::other(format!(
+            "moved {written}/{read} of {total} bytes"
+        )));
     }
     Ok(elapsed)
 }

@@ -15,10 +15,10 @@ use std::task::{Context, Poll, Waker};
 use windows_sys::Win32::Foundation::{
     RtlNtStatusToDosError, ERROR_IO_PENDING, ERROR_MORE_DATA, HANDLE, INVALID_HANDLE_VALUE,
 };
+use windows_sys::Win32::System::Threading::INFINITE;
 use windows_sys::Win32::System::IO::{
     CreateIoCompletionPort, GetQueuedCompletionStatusEx, OVERLAPPED, OVERLAPPED_ENTRY,
 };
-use windows_sys::Win32::System::Threading::INFINITE;
 
 /// A raw handle that may cross threads.
 #[derive(Clone, Copy, Debug)]
@@ -33,7 +33,8 @@ static PORT: OnceLock<Result<PortHandle, i32>> = OnceLock::new();
 fn port() -> io::Result<HANDLE> {
     let port = PORT.get_or_init(|| {
         // SAFETY: creating a new port; no handle is associated yet.
-        let port = unsafe { CreateIoCompletionPort(INVALID_HANDLE_VALUE, std::ptr::null_mut(), 0, 1) };
+        let port =
+            unsafe { CreateIoCompletionPort(INVALID_HANDLE_VALUE, std::ptr::null_mut(), 0, 1) };
         if port.is_null() {
             return Err(io::Error::last_os_error().raw_os_error().unwrap_or(0));
         }
@@ -144,7 +145,9 @@ unsafe impl Sync for Op {}
 
 impl std::fmt::Debug for Op {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Op").field("status", &self.status()).finish()
+        f.debug_struct("Op")
+            .field("status", &self.status())
+            .finish()
     }
 }
 
@@ -228,7 +231,10 @@ impl Op {
                 // SAFETY: `raw` came from `Arc::into_raw` above and was not handed over.
                 drop(unsafe { Arc::from_raw(raw) });
                 let mut st = self.lock();
-                st.status = Status::Done { error: code, bytes: 0 };
+                st.status = Status::Done {
+                    error: code,
+                    bytes: 0,
+                };
             }
         }
     }

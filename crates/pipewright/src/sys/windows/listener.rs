@@ -39,7 +39,9 @@ struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listener").field("path", &self.path).finish()
+        f.debug_struct("Listener")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -59,8 +61,10 @@ impl Listener {
     pub(crate) fn bind(name: &PipeName, options: &ListenerOptions) -> Result<Self> {
         let path = name.windows_path();
         if name.host().is_some() {
-            return Err(Error::new(ErrorKind::InvalidName, "cannot serve a remote pipe name")
-                .with_pipe(path));
+            return Err(
+                Error::new(ErrorKind::InvalidName, "cannot serve a remote pipe name")
+                    .with_pipe(path),
+            );
         }
         let path_w = wide(&path);
         let sddl = match &options.security {
@@ -122,8 +126,10 @@ impl Listener {
             {
                 let mut st = shared.lock();
                 if st.closed {
-                    return Err(Error::new(ErrorKind::Closed, "accept: the listener was closed")
-                        .with_pipe(shared.path.clone()));
+                    return Err(
+                        Error::new(ErrorKind::Closed, "accept: the listener was closed")
+                            .with_pipe(shared.path.clone()),
+                    );
                 }
                 if let Some(handle) = st.ready.pop_front() {
                     let weak = Arc::downgrade(shared);
@@ -158,15 +164,13 @@ impl Listener {
 
     pub(crate) fn security_sddl(&self) -> Result<String> {
         let st = self.shared.lock();
-        let handle = st
-            .pending
-            .values()
-            .map(|(h, _)| h)
-            .next()
-            .ok_or_else(|| {
-                Error::new(ErrorKind::Closed, "no pending instance to read the security from")
-                    .with_pipe(self.shared.path.clone())
-            })?;
+        let handle = st.pending.values().map(|(h, _)| h).next().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Closed,
+                "no pending instance to read the security from",
+            )
+            .with_pipe(self.shared.path.clone())
+        })?;
         read_sddl(handle).map_err(|e| Error::from_io(e, &self.shared.path, "read security"))
     }
 }

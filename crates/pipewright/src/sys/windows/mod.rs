@@ -56,7 +56,9 @@ fn wine_get_version() -> Option<WineGetVersion> {
     // SAFETY: valid module handle and NUL-terminated symbol name.
     let proc = unsafe { GetProcAddress(module, c"wine_get_version".as_ptr().cast()) }?;
     // SAFETY: Wine documents `const char *wine_get_version(void)`.
-    Some(unsafe { std::mem::transmute::<_, WineGetVersion>(proc) })
+    Some(unsafe {
+        std::mem::transmute::<unsafe extern "system" fn() -> isize, WineGetVersion>(proc)
+    })
 }
 
 pub(crate) fn is_wine() -> bool {
@@ -71,11 +73,15 @@ pub(crate) fn wine_version() -> Option<String> {
         return None;
     }
     // SAFETY: non-null, NUL-terminated, static.
-    Some(unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 pub(crate) fn current_user() -> Result<PeerUser> {
     security::current_user_sid()
         .map(PeerUser::Sid)
-        .map_err(|e| crate::Error::from(e))
+        .map_err(crate::Error::from)
 }

@@ -114,7 +114,10 @@ impl std::fmt::Debug for Stream {
 }
 
 fn is_closed_code(code: u32) -> bool {
-    matches!(code, ERROR_BROKEN_PIPE | ERROR_PIPE_NOT_CONNECTED | ERROR_NO_DATA)
+    matches!(
+        code,
+        ERROR_BROKEN_PIPE | ERROR_PIPE_NOT_CONNECTED | ERROR_NO_DATA
+    )
 }
 
 fn os_error(code: u32) -> io::Error {
@@ -205,7 +208,13 @@ impl Stream {
                 // SAFETY: the buffer and OVERLAPPED live in `op`, kept alive by the reference
                 // `start` parks until the completion packet; the handle is open and overlapped.
                 win32_result(unsafe {
-                    ReadFile(handle, buf.as_mut_ptr(), buf.len() as u32, std::ptr::null_mut(), overlapped)
+                    ReadFile(
+                        handle,
+                        buf.as_mut_ptr(),
+                        buf.len() as u32,
+                        std::ptr::null_mut(),
+                        overlapped,
+                    )
                 })
             });
             let failed_now = matches!(op.status(), Status::Done { error, .. } if error != 0 && error != ERROR_MORE_DATA);
@@ -296,7 +305,10 @@ impl Stream {
                     "a message of more than {size} bytes exceeds the limit of {max}; raise max_message_size"
                 );
                 self.read_end = ReadEnd::Failed(ErrorKind::MessageTooLarge, msg.clone());
-                return Poll::Ready(Err(io::Error::from(Error::new(ErrorKind::MessageTooLarge, msg))));
+                return Poll::Ready(Err(io::Error::from(Error::new(
+                    ErrorKind::MessageTooLarge,
+                    msg,
+                ))));
             }
             if self.config.mode == PipeMode::Message
                 && self.message.is_empty()
@@ -315,10 +327,9 @@ impl Stream {
                 self.recycle_read(chunk.op);
                 return Poll::Ready(Ok(Some(msg)));
             }
-            chunk.op.with_buf(|b| {
-                self.message
-                    .extend_from_slice(&b[chunk.pos..chunk.len])
-            });
+            chunk
+                .op
+                .with_buf(|b| self.message.extend_from_slice(&b[chunk.pos..chunk.len]));
             let more = chunk.more && self.config.mode == PipeMode::Message;
             self.recycle_read(chunk.op);
             if !more {
@@ -386,7 +397,13 @@ impl Stream {
         op.start(|buf, overlapped| {
             // SAFETY: as for reads: buffer and OVERLAPPED live in `op` until the packet.
             win32_result(unsafe {
-                WriteFile(handle, buf.as_ptr(), buf.len() as u32, std::ptr::null_mut(), overlapped)
+                WriteFile(
+                    handle,
+                    buf.as_ptr(),
+                    buf.len() as u32,
+                    std::ptr::null_mut(),
+                    overlapped,
+                )
             })
         });
         if let Status::Done { error, .. } = op.status() {
@@ -443,7 +460,8 @@ impl Stream {
             } else {
                 let mut sent = 0;
                 while sent < msg.len() {
-                    sent += std::future::poll_fn(|cx| self.poll_write_data(cx, &msg[sent..])).await?;
+                    sent +=
+                        std::future::poll_fn(|cx| self.poll_write_data(cx, &msg[sent..])).await?;
                 }
             }
             std::future::poll_fn(|cx| self.poll_writes_below(cx, 0)).await
@@ -609,6 +627,13 @@ pub(crate) async fn connect_once(name: &PipeName, options: &ConnectOptions) -> R
             }
         })?;
     }
-    associate(raw(&handle)).map_err(|e| Error::from_io(e, &path, "associate with completion port"))?;
-    Ok(Stream::new(handle, options.stream.clone(), false, path, None))
+    associate(raw(&handle))
+        .map_err(|e| Error::from_io(e, &path, "associate with completion port"))?;
+    Ok(Stream::new(
+        handle,
+        options.stream.clone(),
+        false,
+        path,
+        None,
+    ))
 }
