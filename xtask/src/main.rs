@@ -8,7 +8,8 @@
 //! - `lint`: `cargo fmt --check` and clippy with `-D warnings` for both targets.
 //! - `bench`: the benchmarks on both platforms (release builds).
 //!
-//! Options of `test`: `--linux-only`, `--windows-only`.
+//! Options of `test`: `--linux-only`, `--windows-only`, `--no-fuzz` (the fuzz targets run
+//! `PIPEWRIGHT_FUZZ_SECONDS`, default 5, seconds each with the Linux tests).
 
 mod libtest;
 
@@ -105,6 +106,9 @@ fn test(args: &[String]) -> Result<(), String> {
         }
         linux_counts = Some(counts);
     }
+    if linux && !args.iter().any(|a| a == "--no-fuzz") {
+        fuzz(FUZZ_SECONDS).unwrap_or_else(|e| failures.push(e));
+    }
     if windows {
         setup()?;
         let mut c = cargo_win();
@@ -154,6 +158,48 @@ fn test(args: &[String]) -> Result<(), String> {
     } else {
         Err("some tests failed".into())
     }
+}
+
+/// Seconds each fuzz target runs in `test` (override with `PIPEWRIGHT_FUZZ_SECONDS`).
+const FUZZ_SECONDS: u64 = 5;
+
+/// Runs every crate's fuzz targets (`crates/*/fuzz/run.sh`) for a bounded time each,
+/// installing cargo-fuzz first when it is missing.
+fn fuzz(default_secs: u64) -> Result<(), String> {
+    let secs = std::env::var("PIPEWRIGHT_FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_secs);
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(root().join("crates"))
+        .map_err(|e| format!("read crates/: {e}"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("fuzz/run.sh"))
+        .filter(|p| p.exists())
+        .collect();
+    scripts.sort();
+    if scripts.is_empty() {
+        return Ok(());
+    }
+    let have = cargo()
+        .args(["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        let mut c = cargo();
+        c.args(["install", "cargo-fuzz", "--locked"]);
+        status(c, "install cargo-fuzz")?;
+    }
+    for script in scripts {
+        let mut c = Command::new("bash");
+        c.arg(&script).arg(secs.to_string());
+        status(
+            c,
+            &format!("fuzz {} ({secs} s per target)", script.display()),
+        )?;
+    }
+    Ok(())
 }
 
 fn demo(args: &[String]) -> Result<(), String> {

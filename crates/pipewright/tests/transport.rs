@@ -462,3 +462,30 @@ fn sddl_is_rejected_where_it_cannot_apply_and_when_malformed() {
         }
     });
 }
+
+#[test]
+fn a_vanished_peer_ends_reads_and_fails_writes_with_disconnected() {
+    run(async {
+        let name = unique_name("gone");
+        let listener = Listener::bind_with(&name, &ListenerOptions::new().mode(PipeMode::Message)).unwrap();
+        let copts = ConnectOptions::new().mode(PipeMode::Message);
+        let mut client = connect_with(name.as_str(), &copts).await.unwrap();
+        let server = listener.accept().await.unwrap();
+        drop(server);
+        // Reading sees the end of the stream, not an error.
+        assert_eq!(client.recv_message().await.unwrap(), None);
+        // Writing fails, soon, with a kind callers can match.
+        let mut last = None;
+        for _ in 0..100 {
+            match client.send_message(b"anyone there?").await {
+                Ok(()) => tokio::time::sleep(Duration::from_millis(10)).await,
+                Err(e) => {
+                    last = Some(e);
+                    break;
+                }
+            }
+        }
+        let err = last.expect("writes to a vanished peer kept succeeding");
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+    });
+}
