@@ -12,6 +12,9 @@ use crate::sys;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(1);
 const MAX_BACKOFF: Duration = Duration::from_millis(50);
+/// Every attempt may take at least this long, even when the retry deadline has passed: an
+/// attempt that is already under way (a Unix connect waits for writability) is not cut short.
+const MIN_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// Connects to `name` with the default options (byte mode, 5 s timeout, retrying busy and
 /// missing servers).
@@ -37,7 +40,9 @@ pub async fn connect_with(name: impl ToPipeName, options: &ConnectOptions) -> Re
     let deadline = started + options.timeout;
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let attempt = tokio::time::timeout_at(deadline, sys::connect_once(&name, options)).await;
+        let attempt_deadline = deadline.max(Instant::now() + MIN_ATTEMPT);
+        let attempt =
+            tokio::time::timeout_at(attempt_deadline, sys::connect_once(&name, options)).await;
         let err = match attempt {
             Ok(Ok(stream)) => return Ok(PipeStream::from_sys(stream)),
             Ok(Err(err)) => err,
@@ -46,7 +51,7 @@ pub async fn connect_with(name: impl ToPipeName, options: &ConnectOptions) -> Re
                     ErrorKind::TimedOut,
                     format!(
                         "connect: no answer within {:?}; is the server stuck?",
-                        options.timeout
+                        options.timeout.max(MIN_ATTEMPT)
                     ),
                 )
                 .with_pipe(name.platform_path()))

@@ -156,9 +156,18 @@ mod unix {
         run(async {
             let name = PipeName::parse(&unique_name("rm")).unwrap();
             let l = Listener::bind(&name).unwrap();
+            let lock = format!("{}.lock", name.unix_path().display());
             assert!(name.unix_path().exists());
+            assert!(
+                std::path::Path::new(&lock).exists(),
+                "the bind lock is held"
+            );
             l.close();
             assert!(!name.unix_path().exists());
+            assert!(
+                !std::path::Path::new(&lock).exists(),
+                "the lock file is removed too"
+            );
             drop(l);
             let l = Listener::bind(&name).unwrap();
             drop(l);

@@ -467,7 +467,8 @@ fn sddl_is_rejected_where_it_cannot_apply_and_when_malformed() {
 fn a_vanished_peer_ends_reads_and_fails_writes_with_disconnected() {
     run(async {
         let name = unique_name("gone");
-        let listener = Listener::bind_with(&name, &ListenerOptions::new().mode(PipeMode::Message)).unwrap();
+        let listener =
+            Listener::bind_with(&name, &ListenerOptions::new().mode(PipeMode::Message)).unwrap();
         let copts = ConnectOptions::new().mode(PipeMode::Message);
         let mut client = connect_with(name.as_str(), &copts).await.unwrap();
         let server = listener.accept().await.unwrap();
@@ -487,5 +488,33 @@ fn a_vanished_peer_ends_reads_and_fails_writes_with_disconnected() {
         }
         let err = last.expect("writes to a vanished peer kept succeeding");
         assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+    });
+}
+
+#[cfg(windows)]
+#[test]
+fn listener_tops_up_when_max_instances_frees_a_slot() {
+    run(async {
+        let name = unique_name("maxinst");
+        let opts = ListenerOptions::new().backlog(1).max_instances(2);
+        let listener = Listener::bind_with(&name, &opts).unwrap();
+        let once = ConnectOptions::new().timeout(Duration::ZERO);
+        let c1 = connect_with(name.as_str(), &once).await.unwrap();
+        let s1 = listener.accept().await.unwrap();
+        let _c2 = connect_with(name.as_str(), &once).await.unwrap();
+        let _s2 = listener.accept().await.unwrap();
+        // Both instances are taken: a third client finds the pipe busy.
+        let err = connect_with(name.as_str(), &once).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
+        // Closing one connection frees a slot; the listener creates a new instance for it.
+        drop(s1);
+        drop(c1);
+        let retry = ConnectOptions::new().timeout(Duration::from_secs(5));
+        let mut c3 = connect_with(name.as_str(), &retry).await.unwrap();
+        let mut s3 = listener.accept().await.unwrap();
+        c3.write_all(b"third").await.unwrap();
+        let mut b = [0u8; 5];
+        s3.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"third");
     });
 }

@@ -1,8 +1,14 @@
 //! A Unix socket listener: mode 0600 from the first moment, stale-socket recovery, and the
 //! socket file removed on close.
+//!
+//! Binders of one path are serialised by an advisory lock on `PATH.lock`, held for the
+//! listener's life (the system drops it when the process dies). Only the lock holder may treat
+//! a socket that refuses connections as stale and remove it; without the lock, a socket caught
+//! between another server's `bind` and `listen` would look stale too.
 
-use std::fs;
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -25,6 +31,9 @@ pub(crate) struct Listener {
     shown: String,
     /// Device and inode of the socket we bound, so we only ever remove our own file.
     identity: (u64, u64),
+    /// Held while the listener lives; see the module docs.
+    _lock: File,
+    lock_path: PathBuf,
     config: StreamConfig,
     closed: watch::Sender<bool>,
 }
@@ -46,6 +55,8 @@ impl Listener {
         let path = name.unix_path();
         let shown = path.display().to_string();
         check_path_len(&shown)?;
+        let lock_path = lock_path_for(&path);
+        let lock = take_lock(&lock_path, &shown)?;
         recover_stale(&path, &shown)?;
 
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None)
@@ -75,6 +86,8 @@ impl Listener {
             path,
             shown,
             identity,
+            _lock: lock,
+            lock_path,
             config: options.stream.clone(),
             closed: watch::Sender::new(false),
         })
@@ -115,6 +128,8 @@ impl Listener {
         if let Ok(meta) = fs::symlink_metadata(&self.path) {
             if (meta.dev(), meta.ino()) == self.identity {
                 let _ = fs::remove_file(&self.path);
+                // We hold the lock, so the lock file is ours to remove too.
+                let _ = fs::remove_file(&self.lock_path);
             }
         }
     }
@@ -126,7 +141,35 @@ impl Drop for Listener {
     }
 }
 
+fn lock_path_for(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Takes the bind lock of a socket path, or fails with `AlreadyInUse` when a live server holds it.
+fn take_lock(lock_path: &Path, shown: &str) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(lock_path)
+        .map_err(|e| Error::from_io(e, shown, "open the bind lock file"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Error::new(
+            ErrorKind::AlreadyInUse,
+            "bind: another server holds this socket's lock; stop it or choose another name",
+        )
+        .with_pipe(shown)),
+        Err(TryLockError::Error(e)) => Err(Error::from_io(e, shown, "lock the socket path")),
+    }
+}
+
 /// Removes a socket left by a dead server; refuses a live one or a file that is not a socket.
+/// Called with the bind lock held.
 fn recover_stale(path: &Path, shown: &str) -> Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,

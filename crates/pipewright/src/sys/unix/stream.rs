@@ -13,6 +13,9 @@ use crate::name::PipeName;
 use crate::options::{ConnectOptions, PipeMode, StreamConfig};
 use crate::peer::{Peer, PeerUser};
 
+/// Largest read `recv_message` makes in byte mode.
+const BYTE_READ_SIZE: usize = 64 * 1024;
+
 /// The longest path `sockaddr_un` holds, without its terminating NUL.
 pub(crate) const MAX_SOCKET_PATH: usize = 107;
 
@@ -79,7 +82,8 @@ impl Stream {
         let result = async {
             match self.config.mode {
                 PipeMode::Byte => {
-                    let mut buf = vec![0u8; self.config.io_buffer_size];
+                    // Whatever one read delivers; the kernel's socket buffer bounds it anyway.
+                    let mut buf = vec![0u8; self.config.io_buffer_size.min(BYTE_READ_SIZE)];
                     let n = self.io.read(&mut buf).await?;
                     buf.truncate(n);
                     Ok((n > 0).then_some(buf))
