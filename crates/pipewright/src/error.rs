@@ -127,6 +127,33 @@ impl Error {
         self.pipe.as_deref()
     }
 
+    /// Wraps an I/O error from a stream operation (`action`: "send", "receive") on `pipe`,
+    /// keeping a crate error that travelled inside the `io::Error` as it is.
+    pub(crate) fn from_stream(err: io::Error, pipe: &str, action: &str) -> Self {
+        let err = Error::from(err);
+        if err.pipe.is_some() {
+            return err;
+        }
+        if err.kind == ErrorKind::MessageTooLarge {
+            return err.with_pipe(pipe);
+        }
+        let kind = err.kind;
+        Error::new(kind, format!("{action}: {}", kind.as_str()))
+            .with_pipe(pipe)
+            .with_source(io::Error::from(err))
+    }
+
+    /// A message of `len` bytes over the limit `max`, as the `io::Error` streams return.
+    pub(crate) fn message_too_large(len: usize, max: usize) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            Error::new(
+                ErrorKind::MessageTooLarge,
+                format!("message of {len} bytes exceeds the limit of {max}; raise max_message_size on both ends"),
+            ),
+        )
+    }
+
     pub(crate) fn detail_text(&self) -> &str {
         &self.detail
     }

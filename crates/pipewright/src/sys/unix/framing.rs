@@ -158,11 +158,5 @@ fn truncated() -> io::Error {
 }
 
 pub(crate) fn too_large(len: usize, max: usize) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        crate::Error::new(
-            crate::ErrorKind::MessageTooLarge,
-            format!("message of {len} bytes exceeds the limit of {max}; raise max_message_size on both ends"),
-        ),
-    )
+    crate::Error::message_too_large(len, max)
 }

@@ -75,7 +75,7 @@ impl Stream {
             }
         }
         .await;
-        result.map_err(|e| self.io_error(e, "send"))
+        result.map_err(|e| Error::from_stream(e, &self.path, "send"))
     }
 
     pub(crate) async fn recv_message(&mut self) -> Result<Option<Vec<u8>>> {
@@ -116,18 +116,7 @@ impl Stream {
             }
         }
         .await;
-        result.map_err(|e| self.io_error(e, "receive"))
-    }
-
-    fn io_error(&self, err: io::Error, action: &str) -> Error {
-        let err = Error::from(err);
-        if err.pipe().is_some() || err.kind() == ErrorKind::MessageTooLarge {
-            return err.with_pipe(self.path.clone());
-        }
-        let kind = err.kind();
-        Error::new(kind, format!("{action}: {}", kind.as_str()))
-            .with_pipe(self.path.clone())
-            .with_source(io::Error::from(err))
+        result.map_err(|e| Error::from_stream(e, &self.path, "receive"))
     }
 }
 

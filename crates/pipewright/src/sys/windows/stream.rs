@@ -342,7 +342,7 @@ impl Stream {
         let path = self.path();
         std::future::poll_fn(|cx| self.poll_message(cx))
             .await
-            .map_err(|e| stream_error(e, &path, "receive"))
+            .map_err(|e| Error::from_stream(e, &path, "receive"))
     }
 
     // ----- writing -----
@@ -427,14 +427,10 @@ impl Stream {
             PipeMode::Byte => buf.len().min(self.config.io_buffer_size),
             PipeMode::Message => {
                 if buf.len() > self.config.max_message_size {
-                    return Poll::Ready(Err(io::Error::from(Error::new(
-                        ErrorKind::MessageTooLarge,
-                        format!(
-                            "message of {} bytes exceeds the limit of {}; raise max_message_size on both ends",
-                            buf.len(),
-                            self.config.max_message_size
-                        ),
-                    ))));
+                    return Poll::Ready(Err(Error::message_too_large(
+                        buf.len(),
+                        self.config.max_message_size,
+                    )));
                 }
                 buf.len()
             }
@@ -467,7 +463,7 @@ impl Stream {
             std::future::poll_fn(|cx| self.poll_writes_below(cx, 0)).await
         }
         .await;
-        result.map_err(|e| stream_error(e, &path, "send"))
+        result.map_err(|e| Error::from_stream(e, &path, "send"))
     }
 
     fn poll_shutdown_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -527,20 +523,6 @@ impl Stream {
 }
 
 use std::future::Future;
-
-fn stream_error(err: io::Error, path: &str, action: &str) -> Error {
-    let err = Error::from(err);
-    if err.pipe().is_some() {
-        return err;
-    }
-    if matches!(err.kind(), ErrorKind::MessageTooLarge) {
-        return err.with_pipe(path);
-    }
-    let kind = err.kind();
-    Error::new(kind, format!("{action}: {}", kind.as_str()))
-        .with_pipe(path)
-        .with_source(io::Error::from(err))
-}
 
 impl AsyncRead for Stream {
     fn poll_read(
