@@ -202,18 +202,23 @@ fn fuzz(default_secs: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Builds the release `pipewright.exe` (installing the Windows toolchain first) and returns its path.
+fn build_windows_cli() -> Result<PathBuf, String> {
+    setup()?;
+    status(
+        {
+            let mut c = cargo_win();
+            c.args(["build", "--release", "-p", "pipewright-cli"]);
+            c
+        },
+        "build pipewright.exe",
+    )?;
+    Ok(root().join("target/windows/x86_64-win7-windows-gnu/release/pipewright.exe"))
+}
+
 fn demo(args: &[String]) -> Result<(), String> {
     if args.iter().any(|a| a == "--windows") {
-        setup()?;
-        status(
-            {
-                let mut c = cargo_win();
-                c.args(["build", "--release", "-p", "pipewright-cli"]);
-                c
-            },
-            "build pipewright.exe",
-        )?;
-        let exe = root().join("target/windows/x86_64-win7-windows-gnu/release/pipewright.exe");
+        let exe = build_windows_cli()?;
         let mut c = wine();
         c.arg(exe).arg("demo");
         return status(c, "pipewright.exe demo (under Wine)");
@@ -292,16 +297,7 @@ fn bench() -> Result<(), String> {
         },
         "bench stream (linux)",
     )?;
-    setup()?;
-    status(
-        {
-            let mut c = cargo_win();
-            c.args(["build", "--release", "-p", "pipewright-cli"]);
-            c
-        },
-        "build pipewright.exe",
-    )?;
-    let exe = root().join("target/windows/x86_64-win7-windows-gnu/release/pipewright.exe");
+    let exe = build_windows_cli()?;
     for chunk in ["1MiB", "64KiB"] {
         let mut c = wine();
         c.arg(&exe)
