@@ -1,0 +1,330 @@
+//! `pipewright netipc serve` and `pipewright netipc call`, run as real processes over UDS
+//! SEQPACKET (Linux) or named pipes (Windows).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A unique run directory (removed on drop); on Windows it makes the pipe name unique.
+struct RunDir(PathBuf);
+
+impl RunDir {
+    fn new() -> RunDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "pw-nipc-{}-{}-{:08x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&p).expect("create run dir");
+        RunDir(p)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().expect("temp dir is Unicode")
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn pipewright() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pipewright"))
+}
+
+/// A `netipc serve` process, killed when dropped.
+struct Server(Child);
+
+impl Server {
+    /// Starts `netipc serve` for `service` in `dir` with `extra` arguments and waits (at
+    /// most 60 s) for its ready line.
+    fn start(dir: &RunDir, service: &str, extra: &[&str]) -> Server {
+        let mut child = pipewright()
+            .args([
+                "netipc",
+                "serve",
+                "--run-dir",
+                dir.arg(),
+                "--service",
+                service,
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start pipewright netipc serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let server = Server(child);
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("watchdog: netipc serve printed no ready line within 60 s");
+        assert!(line.starts_with("listening on "), "ready line: {line:?}");
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a command to completion, with a 60 s watchdog.
+fn run(cmd: &mut Command) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pipewright");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("watchdog: pipewright did not finish within 60 s")
+        .expect("pipewright output")
+}
+
+fn call(dir: &RunDir, service: &str, args: &[&str]) -> Output {
+    run(pipewright()
+        .args([
+            "netipc",
+            "call",
+            "--run-dir",
+            dir.arg(),
+            "--service",
+            service,
+        ])
+        .args(args))
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_owned()
+}
+
+/// The value of `key: value` in the -v output.
+fn field(out: &str, key: &str) -> Option<u64> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .and_then(|v| match v.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16).ok(),
+            None => v.parse().ok(),
+        })
+}
+
+#[test]
+fn increment_with_session_values_and_hex_token() {
+    let dir = RunDir::new();
+    let _s = Server::start(
+        &dir,
+        "inc",
+        &["--method", "increment", "--token", "0xDEADBEEFCAFEBABE"],
+    );
+    let token = "16045690984503098046"; // the same token in decimal
+    let o = call(&dir, "inc", &["--token", token, "--value", "41", "-v"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().last(), Some("42"), "{out}");
+    assert_eq!(field(&out, "session_id"), Some(1), "{out}");
+    assert_eq!(field(&out, "selected_profile"), Some(1), "{out}");
+    assert_eq!(
+        field(&out, "max_request_payload_bytes"),
+        Some(1024),
+        "{out}"
+    );
+    assert_eq!(
+        field(&out, "max_response_payload_bytes"),
+        Some(65536),
+        "{out}"
+    );
+    let packet = field(&out, "packet_size").expect("packet_size printed");
+    assert!(packet > 32, "{out}");
+    // The second session gets the next id.
+    let o = call(
+        &dir,
+        "inc",
+        &[
+            "--token",
+            "0xdeadbeefcafebabe",
+            "--packet-size",
+            "100",
+            "-v",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(field(&out, "session_id"), Some(2), "{out}");
+    assert_eq!(field(&out, "packet_size"), Some(100), "{out}");
+    assert_eq!(out.lines().last(), Some("1"), "{out}");
+}
+
+#[test]
+fn string_reverse_and_cgroups_snapshot() {
+    let dir = RunDir::new();
+    let _r = Server::start(&dir, "rev", &["--method", "string-reverse", "--token", "7"]);
+    let _c = Server::start(
+        &dir,
+        "cgroups-snapshot",
+        &[
+            "--method",
+            "cgroups-snapshot",
+            "--token",
+            "7",
+            "--items",
+            "4",
+        ],
+    );
+    let o = call(
+        &dir,
+        "rev",
+        &[
+            "--method",
+            "string-reverse",
+            "--token",
+            "7",
+            "--string",
+            "named pipes",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(stdout(&o), "sepip deman");
+
+    let o = call(
+        &dir,
+        "cgroups-snapshot",
+        &["--method", "cgroups-snapshot", "--token", "7"],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(field(&out, "items"), Some(4), "{out}");
+    assert_eq!(field(&out, "generation"), Some(1), "{out}");
+    let items: Vec<&str> = out.lines().filter(|l| l.starts_with("hash=")).collect();
+    assert_eq!(items.len(), 4, "{out}");
+    // Every item's hash is Netdata's simple_hash of its name.
+    for (i, line) in items.iter().enumerate() {
+        let name = format!("netipc-test-{i}");
+        let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+            h.wrapping_mul(16_777_619) ^ u32::from(b)
+        });
+        let expected = format!(
+            "hash={hash:#010x} options={i:#x} enabled={} name={name} path=/sys/fs/cgroup/netipc-test/{name}/cgroup.procs",
+            u32::from(i % 2 == 0)
+        );
+        assert_eq!(*line, expected);
+    }
+    let o = call(
+        &dir,
+        "cgroups-snapshot",
+        &["--method", "cgroups-snapshot", "--token", "7"],
+    );
+    assert_eq!(field(&stdout(&o), "generation"), Some(2));
+}
+
+#[test]
+fn echo_small_chunked_and_one_mib() {
+    let dir = RunDir::new();
+    let _s = Server::start(&dir, "echo", &["--method", "echo"]);
+    for (size, extra) in [
+        ("300", vec!["--packet-size", "100"]),
+        ("1MiB", vec![]),
+        ("0", vec![]),
+    ] {
+        let mut args = vec!["--method", "echo", "--size", size, "--code", "9"];
+        args.extend(extra);
+        let o = call(&dir, "echo", &args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "size {size}, stderr: {}",
+            stderr(&o)
+        );
+        assert!(stdout(&o).starts_with("echo ok: "), "{}", stdout(&o));
+    }
+    let o = call(&dir, "echo", &["--method", "echo", "--size", "1MiB"]);
+    assert!(stdout(&o).contains("1048576 bytes"), "{}", stdout(&o));
+}
+
+#[test]
+fn rejections_and_mismatches_exit_non_zero_with_the_status_named() {
+    let dir = RunDir::new();
+    let _s = Server::start(&dir, "inc", &["--token", "99"]);
+    let cases: [(&[&str], i32, &str); 5] = [
+        (&["--token", "98"], 7, "AUTH_FAILED"),
+        (&["--token", "99", "--packet-size", "32"], 7, "INCOMPATIBLE"),
+        (
+            &["--token", "99", "--max-request", "2000000"],
+            7,
+            "LIMIT_EXCEEDED",
+        ),
+        (
+            &["--token", "99", "--method", "string-reverse"],
+            7,
+            "UNSUPPORTED",
+        ),
+        // An echo against an INCREMENT endpoint: the 64-byte payload is no u64.
+        (&["--token", "99", "--method", "echo"], 7, "BAD_ENVELOPE"),
+    ];
+    for (args, code, status) in cases {
+        let o = call(&dir, "inc", args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(status), "{args:?}: {}", stderr(&o));
+    }
+    let o = call(&dir, "absent", &["--token", "99"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no netipc server"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let dir = RunDir::new();
+    for args in [
+        &["--token", "0xnope"][..],
+        &["--token", "-5"][..],
+        &["--method", "frobnicate"][..],
+        &["--profile", "shm"][..],
+        &["--size", "lots", "--method", "echo"][..],
+    ] {
+        let o = call(&dir, "svc", args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).is_empty());
+    }
+    let o = call(&dir, "bad/name", &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("[A-Za-z0-9._-]"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_served_name_is_not_served_twice() {
+    let dir = RunDir::new();
+    let _s = Server::start(&dir, "once", &[]);
+    let o = run(pipewright().args([
+        "netipc",
+        "serve",
+        "--run-dir",
+        dir.arg(),
+        "--service",
+        "once",
+    ]));
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    // The first server still answers.
+    let o = call(&dir, "once", &["--value", "1"]);
+    assert_eq!(stdout(&o), "2", "{}", stderr(&o));
+}

@@ -1,0 +1,179 @@
+//! `pipewright rpc serve-demo` and `pipewright rpc call`, run as real processes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn unique_name(tag: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "pw-rpc-cli-{tag}-{}-{}-{:08x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    )
+}
+
+fn pipewright() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pipewright"))
+}
+
+/// A `serve-demo` process, killed when dropped.
+struct DemoServer(Child);
+
+impl DemoServer {
+    /// Starts `serve-demo` with `args` and waits (at most 60 s) for its ready line.
+    fn start(cmd: &mut Command) -> DemoServer {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start pipewright rpc serve-demo");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let server = DemoServer(child);
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("watchdog: serve-demo printed no ready line within 60 s");
+        assert!(
+            line.starts_with("serving the demo RPC service"),
+            "ready line: {line:?}"
+        );
+        server
+    }
+}
+
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a command to completion, with a 60 s watchdog.
+fn run(cmd: &mut Command) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pipewright");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("watchdog: pipewright did not finish within 60 s")
+        .expect("pipewright output")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_owned()
+}
+
+#[test]
+fn serve_demo_and_call_print_the_answers_as_json() {
+    let name = unique_name("demo");
+    let _server = DemoServer::start(pipewright().args(["rpc", "serve-demo", &name]));
+
+    let o = run(pipewright().args(["rpc", "call", &name, "Factorial", r#"{"n": 5}"#]));
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(stdout(&o), r#"{"status":"Ok","params":{"Number":120}}"#);
+
+    let o = run(pipewright().args(["rpc", "call", &name, "Reverse", r#"{"text": "pipes"}"#]));
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(stdout(&o), r#"{"status":"Ok","params":{"Text":"sepip"}}"#);
+
+    let o = run(pipewright().args(["rpc", "call", &name, "Echo", r#"{"payload": "hi there"}"#]));
+    assert_eq!(
+        stdout(&o),
+        r#"{"status":"Ok","params":{"Text":"hi there"}}"#
+    );
+
+    // An Err answer is printed and exits 1.
+    let o = run(pipewright().args(["rpc", "call", &name, "Factorial", r#"{"n": 21}"#]));
+    assert_eq!(o.status.code(), Some(1));
+    let answer: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON on stdout");
+    assert_eq!(answer["status"], "Err");
+    assert!(
+        answer["params"].as_str().unwrap().contains("21! overflows"),
+        "{answer}"
+    );
+
+    let o = run(pipewright().args(["rpc", "call", &name, "Launch", "{}"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains(r#"unknown method \"Launch\""#),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = run(pipewright().args(["rpc", "call", &name, "Factorial", r#"{"n": "five"}"#]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("invalid params"), "{}", stdout(&o));
+}
+
+#[test]
+fn call_usage_and_transport_errors_use_the_documented_exit_codes() {
+    // PARAMS that are not JSON: usage error, 2, before any connection.
+    let o = run(pipewright().args(["rpc", "call", "whatever", "Factorial", "{n: 5}"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is not JSON"), "{}", stderr(&o));
+    // Too few words: clap's usage error.
+    let o = run(pipewright().args(["rpc", "call", "Factorial"]));
+    assert_eq!(o.status.code(), Some(2));
+    // No server: 3.
+    let missing = unique_name("missing");
+    let o = run(pipewright().args(["rpc", "call", &missing, "Echo", "{}", "--timeout", "200ms"]));
+    assert_eq!(o.status.code(), Some(3), "stderr: {}", stderr(&o));
+}
+
+#[test]
+fn a_second_serve_demo_on_the_same_name_exits_8() {
+    let name = unique_name("twice");
+    let _server = DemoServer::start(pipewright().args(["rpc", "serve-demo", &name]));
+    let o = run(pipewright().args(["rpc", "serve-demo", &name]));
+    assert_eq!(o.status.code(), Some(8), "stderr: {}", stderr(&o));
+}
+
+/// The default name, `rpc_demo`, in a runtime directory of this test's own (Unix only: on
+/// Windows the name is machine-wide and another program may hold it).
+#[cfg(unix)]
+#[test]
+fn default_name_is_rpc_demo() {
+    let dir = std::env::temp_dir().join(unique_name("dir"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _server = DemoServer::start(
+        pipewright()
+            .env("PIPEWRIGHT_RUNTIME_DIR", &dir)
+            .args(["rpc", "serve-demo"]),
+    );
+    assert!(
+        dir.join("rpc_demo.sock").exists(),
+        "the socket is rpc_demo.sock"
+    );
+    let o = run(pipewright().env("PIPEWRIGHT_RUNTIME_DIR", &dir).args([
+        "rpc",
+        "call",
+        "Factorial",
+        r#"{"n": 3}"#,
+    ]));
+    assert_eq!(
+        stdout(&o),
+        r#"{"status":"Ok","params":{"Number":6}}"#,
+        "stderr: {}",
+        stderr(&o)
+    );
+    drop(_server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

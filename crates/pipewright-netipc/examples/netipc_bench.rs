@@ -1,0 +1,253 @@
+//! Ping-pong benchmark of the netipc baseline profile (UDS SEQPACKET on Linux, named pipe
+//! on Windows): INCREMENT requests/s with p50/p99 latency, beside a raw round-trip of the
+//! same transport measured in the same run.
+//!
+//! Run: `cargo run --release -p pipewright-netipc --example netipc_bench -- [SECONDS [ROUNDS]]`
+//! (Windows under Wine: `scripts/cargo-win run --release -p pipewright-netipc --example
+//! netipc_bench -- [SECONDS [ROUNDS]]`). Each round runs every mode once; the table shows
+//! medians over rounds, ratios taken per round.
+//!
+//! Modes, each a single client doing one request at a time against a server thread:
+//! * `raw transport`: 40-byte packets echoed through the same `PacketTransport` type the
+//!   sessions use, without netipc framing;
+//! * `raw blocking` (Linux): a SEQPACKET socket pair with blocking calls on two threads, the
+//!   kernel floor;
+//! * `netipc L1`: `Session::call(INCREMENT)` against the managed server;
+//! * `netipc L2`: `Client::increment` (reconnecting, learning client) against the same server.
+
+use pipewright_netipc::client::{Client, ClientConfig};
+use pipewright_netipc::codec::increment;
+use pipewright_netipc::endpoint::{self, DefaultTransport};
+use pipewright_netipc::handshake::EndpointConfig;
+use pipewright_netipc::header::method;
+use pipewright_netipc::managed::{ManagedConfig, ManagedServer};
+use pipewright_netipc::service::Increment;
+use pipewright_netipc::session::Session;
+use pipewright_netipc::transport::{PacketListener, PacketTransport};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::runtime::{Builder, Runtime};
+
+const TOKEN: u64 = 0x5eed;
+
+struct Stats {
+    name: &'static str,
+    requests: usize,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Stats {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn summarize(name: &'static str, mut lat: Vec<Duration>, elapsed: Duration) -> Stats {
+    lat.sort_unstable();
+    let pick = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    Stats {
+        name,
+        requests: lat.len(),
+        elapsed,
+        p50: pick(0.50),
+        p99: pick(0.99),
+    }
+}
+
+/// Runs the `op` block repeatedly for `secs` seconds (after a 300 ms warm-up), recording
+/// each latency; evaluates to the [`Stats`].
+macro_rules! measure {
+    ($name:expr, $secs:expr, $op:block) => {{
+        let warm = Instant::now();
+        while warm.elapsed() < Duration::from_millis(300) {
+            $op
+        }
+        let mut lat = Vec::with_capacity(1 << 20);
+        let start = Instant::now();
+        let budget = Duration::from_secs_f64($secs);
+        while start.elapsed() < budget {
+            let t = Instant::now();
+            $op
+            lat.push(t.elapsed());
+        }
+        summarize($name, lat, start.elapsed())
+    }};
+}
+
+fn runtime() -> Runtime {
+    Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Runs `serve` on its own thread and runtime; returns when it signalled ready.
+fn server_thread<F, Fut>(serve: F) -> std::thread::JoinHandle<()>
+where
+    F: FnOnce(std::sync::mpsc::Sender<()>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || runtime().block_on(serve(tx)));
+    rx.recv().expect("server thread ready");
+    t
+}
+
+fn raw_transport(dir: &Path, secs: f64) -> Stats {
+    let d = dir.to_owned();
+    let server = server_thread(move |ready| async move {
+        let listener = endpoint::bind(&d, "raw", 0).expect("bind raw");
+        ready.send(()).expect("ready");
+        let mut t = PacketListener::accept(&listener).await.expect("accept");
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = t.recv_packet(&mut buf).await {
+            if t.send_packet(&[&buf[..n]]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let stats = runtime().block_on(async {
+        let mut t: DefaultTransport = endpoint::connect(dir, "raw", 0).await.expect("connect");
+        let packet = [7u8; 40];
+        let mut buf = vec![0u8; 65536];
+        measure!("raw transport", secs, {
+            t.send_packet(&[&packet]).await.expect("send");
+            let n = t.recv_packet(&mut buf).await.expect("recv");
+            assert_eq!(n, 40);
+        })
+    });
+    server.join().expect("raw server");
+    stats
+}
+
+#[cfg(target_os = "linux")]
+fn raw_blocking(secs: f64) -> Stats {
+    use socket2::{Domain, Socket, Type};
+    use std::io::{Read, Write};
+    let (mut a, mut b) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).expect("socketpair");
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = b.read(&mut buf) {
+            if n == 0 || b.write(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let packet = [7u8; 40];
+    let mut buf = [0u8; 256];
+    let stats = measure!("raw blocking", secs, {
+        a.write_all(&packet).expect("send");
+        assert_eq!(a.read(&mut buf).expect("recv"), 40);
+    });
+    drop(a);
+    echo.join().expect("echo thread");
+    stats
+}
+
+fn endpoint_config() -> EndpointConfig {
+    EndpointConfig {
+        auth_token: TOKEN,
+        ..EndpointConfig::default()
+    }
+}
+
+fn netipc(dir: &Path, secs: f64) -> (Stats, Stats) {
+    let d = dir.to_owned();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<pipewright_netipc::managed::Stopper>();
+    let server = server_thread(move |ready| async move {
+        let cfg = ManagedConfig::new(endpoint_config());
+        let server = ManagedServer::bind(&d, "inc", cfg, Increment).expect("bind inc");
+        stop_tx.send(server.stopper()).expect("stopper");
+        ready.send(()).expect("ready");
+        server.run().await.expect("server run");
+    });
+    let stopper = stop_rx.recv().expect("stopper");
+    let (l1, l2) = runtime().block_on(async {
+        let mut s = Session::connect(dir, "inc", &endpoint_config())
+            .await
+            .expect("connect");
+        let mut v = 0u64;
+        let l1 = measure!("netipc L1 session", secs, {
+            let r = s
+                .call(method::INCREMENT, &increment::encode(v))
+                .await
+                .expect("call");
+            v = increment::decode(&r).expect("decode");
+        });
+        drop(s);
+        let mut c = Client::new(dir, "inc", ClientConfig::new(endpoint_config()));
+        let mut v = 0u64;
+        let l2 = measure!("netipc L2 client", secs, {
+            v = c.increment(v).await.expect("increment");
+        });
+        (l1, l2)
+    });
+    stopper.stop();
+    server.join().expect("server thread");
+    (l1, l2)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let secs: f64 = args
+        .next()
+        .map(|s| s.parse().expect("SECONDS must be a number"))
+        .unwrap_or(2.0);
+    let rounds: usize = args
+        .next()
+        .map(|s| s.parse().expect("ROUNDS must be a whole number"))
+        .unwrap_or(3)
+        .max(1);
+    let dir: PathBuf = std::env::temp_dir().join(format!("nipc-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let transport = if cfg!(target_os = "linux") {
+        "UDS SEQPACKET"
+    } else {
+        "named pipe (message mode)"
+    };
+    let wine = if pipewright::platform::is_wine() {
+        " under Wine"
+    } else {
+        ""
+    };
+    println!(
+        "netipc baseline ping-pong over {transport}{wine}, {rounds} rounds of {secs} s per mode"
+    );
+    // rounds[r] = the modes of round r, in a fixed order; ratios are per round.
+    let mut per_round: Vec<Vec<Stats>> = Vec::new();
+    for r in 0..rounds {
+        let round_dir = dir.join(format!("r{r}"));
+        std::fs::create_dir_all(&round_dir).expect("round dir");
+        let mut all = vec![raw_transport(&round_dir, secs)];
+        #[cfg(target_os = "linux")]
+        all.push(raw_blocking(secs));
+        let (l1, l2) = netipc(&round_dir, secs);
+        all.push(l1);
+        all.push(l2);
+        per_round.push(all);
+    }
+    println!(
+        "{:<20} {:>12} {:>10} {:>10} {:>12}",
+        "mode (median)", "req/s", "p50 us", "p99 us", "vs raw"
+    );
+    for m in 0..per_round[0].len() {
+        let col = |f: &dyn Fn(&[Stats]) -> f64| median(per_round.iter().map(|r| f(r)).collect());
+        println!(
+            "{:<20} {:>12.0} {:>10.1} {:>10.1} {:>11.2}x",
+            per_round[0][m].name,
+            col(&|r| r[m].rate()),
+            col(&|r| r[m].p50.as_secs_f64() * 1e6),
+            col(&|r| r[m].p99.as_secs_f64() * 1e6),
+            col(&|r| r[m].rate() / r[0].rate()),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

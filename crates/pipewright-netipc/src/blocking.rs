@@ -1,0 +1,145 @@
+//! Blocking L2 API: the async [`Client`](crate::client::Client) and
+//! [`ManagedServer`](crate::managed::ManagedServer) on a private tokio
+//! runtime, for programs without one. Do not call from inside a runtime.
+//!
+//! ```no_run
+//! use pipewright_netipc::blocking::{Client, ManagedServer};
+//! use pipewright_netipc::client::ClientConfig;
+//! use pipewright_netipc::handshake::EndpointConfig;
+//! use pipewright_netipc::managed::ManagedConfig;
+//! use pipewright_netipc::service::Increment;
+//! let dir = std::path::Path::new("/tmp");
+//! let endpoint = EndpointConfig { auth_token: 42, ..Default::default() };
+//! let server = ManagedServer::start(dir, "inc", ManagedConfig::new(endpoint), Increment).unwrap();
+//! let mut client = Client::new(dir, "inc", ClientConfig::new(endpoint)).unwrap();
+//! assert_eq!(client.increment(1).unwrap(), 2);
+//! server.stop();
+//! ```
+
+use crate::client::{self, ClientConfig, ClientError};
+use crate::codec::cgroups_snapshot::Snapshot;
+use crate::handshake::Negotiated;
+use crate::managed::{self, ManagedConfig, Stopper};
+use crate::service::Service;
+use crate::session::SessionError;
+use std::io;
+use std::path::Path;
+use std::thread::JoinHandle;
+use tokio::runtime::{Builder, Runtime};
+
+fn runtime() -> io::Result<Runtime> {
+    Builder::new_current_thread().enable_all().build()
+}
+
+/// A blocking L2 client on its own single-threaded runtime.
+#[derive(Debug)]
+pub struct Client {
+    runtime: Runtime,
+    inner: client::Client,
+}
+
+impl Client {
+    /// A client of `service` in `run_dir`; connects on first use.
+    pub fn new(run_dir: &Path, service: &str, config: ClientConfig) -> io::Result<Client> {
+        Ok(Client {
+            runtime: runtime()?,
+            inner: client::Client::new(run_dir, service, config),
+        })
+    }
+
+    /// Connects now and returns the negotiated values.
+    pub fn connect(&mut self) -> Result<Negotiated, ClientError> {
+        self.runtime.block_on(self.inner.connect())
+    }
+
+    /// Sends one request and returns the response payload.
+    pub fn call(&mut self, code: u16, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
+        self.runtime.block_on(self.inner.call(code, payload))
+    }
+
+    /// INCREMENT.
+    pub fn increment(&mut self, value: u64) -> Result<u64, ClientError> {
+        self.runtime.block_on(self.inner.increment(value))
+    }
+
+    /// STRING_REVERSE.
+    pub fn string_reverse(&mut self, s: &[u8]) -> Result<Vec<u8>, ClientError> {
+        self.runtime.block_on(self.inner.string_reverse(s))
+    }
+
+    /// CGROUPS_SNAPSHOT.
+    pub fn cgroups_snapshot(&mut self) -> Result<Snapshot, ClientError> {
+        self.runtime.block_on(self.inner.cgroups_snapshot())
+    }
+}
+
+/// A managed server running on its own thread and runtime.
+#[derive(Debug)]
+pub struct ManagedServer {
+    stopper: Stopper,
+    thread: Option<JoinHandle<Result<(), SessionError>>>,
+}
+
+impl ManagedServer {
+    /// Binds `service_name` in `run_dir` and serves it on a background
+    /// thread. Bind errors are returned here.
+    pub fn start(
+        run_dir: &Path,
+        service_name: &str,
+        config: ManagedConfig,
+        service: impl Service,
+    ) -> Result<ManagedServer, SessionError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let run_dir = run_dir.to_owned();
+        let name = service_name.to_owned();
+        let thread = std::thread::spawn(move || {
+            let rt = runtime()?;
+            rt.block_on(async move {
+                match managed::ManagedServer::bind(&run_dir, &name, config, service) {
+                    Ok(server) => {
+                        let _ = tx.send(Ok(server.stopper()));
+                        server.run().await
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        Ok(())
+                    }
+                }
+            })
+        });
+        match rx.recv() {
+            Ok(Ok(stopper)) => Ok(ManagedServer {
+                stopper,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => match thread.join() {
+                Ok(Err(e)) => Err(e),
+                _ => Err(SessionError::Io(io::Error::other(
+                    "the server thread ended before binding",
+                ))),
+            },
+        }
+    }
+
+    /// Stops the server and waits for its thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stopper.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ManagedServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,335 @@
+//! The L2 managed server: accepts clients, runs each session in its own task
+//! up to a worker limit, dispatches requests to a [`Service`] and learns
+//! larger limits from overflows.
+//!
+//! Per session: a request for another method gets UNSUPPORTED and the session
+//! goes on; a request the codec rejects gets BAD_ENVELOPE, a failed handler
+//! INTERNAL_ERROR, and an answer over the negotiated response limit
+//! LIMIT_EXCEEDED, each followed by closing the session. A request over the
+//! request limit is answered LIMIT_EXCEEDED and the session closes. A
+//! response overflow raises the response limit offered to later sessions
+//! (next power of two, up to the ceiling). The request limit agreed in a
+//! handshake is the client's proposal, so a client that grows its requests
+//! is accepted up to the server's request cap. Over the worker limit a client
+//! completes the handshake and is then closed at once, as upstream does.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), pipewright_netipc::session::SessionError> {
+//! use pipewright_netipc::handshake::EndpointConfig;
+//! use pipewright_netipc::managed::{ManagedConfig, ManagedServer};
+//! use pipewright_netipc::service::Increment;
+//! let config = ManagedConfig::new(EndpointConfig { auth_token: 42, ..Default::default() });
+//! let server = ManagedServer::bind("/run/netdata".as_ref(), "increment", config, Increment)?;
+//! let stop = server.stopper();
+//! tokio::spawn(async move { tokio::time::sleep(std::time::Duration::from_secs(60)).await; stop.stop() });
+//! server.run().await
+//! # }
+//! ```
+
+use crate::batch::encode_batch;
+use crate::endpoint::DefaultListener;
+use crate::handshake::EndpointConfig;
+use crate::header::TransportStatus;
+use crate::service::Service;
+use crate::session::{Request, Server, ServerConfig, ServerSession, SessionError};
+use crate::transport::{PacketListener, PacketTransport};
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+/// Auto-growth ceiling for a limit configured as 0 (`NIPC_MAX_PAYLOAD_CAP`).
+pub const MAX_PAYLOAD_CAP: u32 = 1 << 20;
+/// Default request limit a typed-service client proposes.
+pub const SERVICE_REQUEST_DEFAULT: u32 = 1024;
+/// Default response ceiling of a typed service
+/// (`NIPC_SERVICE_RESPONSE_BUF_DEFAULT`).
+pub const SERVICE_RESPONSE_DEFAULT: u32 = 65536;
+/// Default number of concurrent sessions.
+pub const DEFAULT_WORKERS: usize = 8;
+
+/// Managed-server configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManagedConfig {
+    /// Handshake configuration of the first session (limits grow from here).
+    pub server: ServerConfig,
+    /// Concurrent sessions; more clients are closed after the handshake.
+    pub workers: usize,
+    /// How far the response limit may grow.
+    pub max_response_ceiling: u32,
+}
+
+impl ManagedConfig {
+    /// From an endpoint configuration: a request cap configured as 0 is
+    /// 1 MiB; a response limit configured as 0 starts at 65536 and may grow
+    /// to 1 MiB; configured limits are fixed.
+    pub fn new(endpoint: EndpointConfig) -> ManagedConfig {
+        let req = match endpoint.max_request_payload_bytes {
+            0 => MAX_PAYLOAD_CAP,
+            v => v,
+        };
+        let (resp, resp_ceiling) = match endpoint.max_response_payload_bytes {
+            0 => (SERVICE_RESPONSE_DEFAULT, MAX_PAYLOAD_CAP),
+            v => (v, v),
+        };
+        ManagedConfig {
+            server: ServerConfig {
+                endpoint: EndpointConfig {
+                    max_request_payload_bytes: req,
+                    max_response_payload_bytes: resp,
+                    ..endpoint
+                },
+                ..ServerConfig::default()
+            },
+            workers: DEFAULT_WORKERS,
+            max_response_ceiling: resp_ceiling,
+        }
+    }
+}
+
+/// The limit to offer after a message of `needed` bytes overflowed `current`:
+/// the next power of two (at least 16), at most `ceiling`, never lower than
+/// `current`.
+///
+/// ```
+/// use pipewright_netipc::managed::learned_limit;
+/// assert_eq!(learned_limit(1024, 1500, 1 << 20), 2048);
+/// assert_eq!(learned_limit(1024, 5_000_000, 1 << 20), 1 << 20);
+/// assert_eq!(learned_limit(1024, 10, 1 << 20), 1024);
+/// ```
+pub fn learned_limit(current: u32, needed: u64, ceiling: u32) -> u32 {
+    if needed <= u64::from(current) {
+        return current;
+    }
+    let grown = needed
+        .max(16)
+        .checked_next_power_of_two()
+        .unwrap_or(u64::MAX);
+    let grown = u32::try_from(grown).unwrap_or(u32::MAX).min(ceiling);
+    grown.max(current)
+}
+
+/// Stops a running [`ManagedServer`] (sessions in progress are cut).
+#[derive(Debug, Clone)]
+pub struct Stopper(watch::Sender<bool>);
+
+impl Stopper {
+    /// Asks the server to stop.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// A managed server over a listener (the platform's baseline by default).
+pub struct ManagedServer<L = DefaultListener> {
+    shared: Arc<Shared<L>>,
+    stop: watch::Sender<bool>,
+}
+
+struct Shared<L> {
+    server: Server<L>,
+    service: Arc<dyn Service>,
+    config: ManagedConfig,
+}
+
+impl<L> std::fmt::Debug for ManagedServer<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagedServer")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ManagedServer<DefaultListener> {
+    /// Binds `service_name` in `run_dir` on the platform's baseline transport.
+    pub fn bind(
+        run_dir: &Path,
+        service_name: &str,
+        config: ManagedConfig,
+        service: impl Service,
+    ) -> Result<Self, SessionError> {
+        let server = Server::bind(run_dir, service_name, config.server)?;
+        Ok(ManagedServer::with_server(server, config, service))
+    }
+}
+
+impl<L: PacketListener> ManagedServer<L> {
+    /// A managed server over an existing [`Server`] (its configuration is
+    /// replaced by `config.server`).
+    pub fn with_server(server: Server<L>, config: ManagedConfig, service: impl Service) -> Self {
+        server.update_config(|c| *c = config.server);
+        ManagedServer {
+            shared: Arc::new(Shared {
+                server,
+                service: Arc::new(service),
+                config,
+            }),
+            stop: watch::channel(false).0,
+        }
+    }
+
+    /// The underlying server (its current, possibly learned, configuration).
+    pub fn server(&self) -> &Server<L> {
+        &self.shared.server
+    }
+
+    /// A handle that stops [`run`](Self::run).
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.stop.clone())
+    }
+
+    /// Serves until stopped. Fails only if the listener fails for good.
+    pub async fn run(&self) -> Result<(), SessionError> {
+        let mut stopped = self.stop.subscribe();
+        let workers = Arc::new(Semaphore::new(self.shared.config.workers.max(1)));
+        let mut sessions = JoinSet::new();
+        let result = loop {
+            while sessions.try_join_next().is_some() {}
+            if *stopped.borrow_and_update() {
+                break Ok(());
+            }
+            let pending = tokio::select! {
+                _ = stopped.changed() => continue,
+                p = self.shared.server.accept_connection() => p,
+            };
+            let pending = match pending {
+                Ok(p) => p,
+                Err(SessionError::Io(e)) if is_fatal_accept(&e) => break Err(SessionError::Io(e)),
+                Err(_) => {
+                    // Transient (e.g. out of descriptors): back off briefly.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let permit = workers.clone().try_acquire_owned().ok();
+            let shared = self.shared.clone();
+            sessions.spawn(async move {
+                let Ok(session) = pending.handshake().await else {
+                    return;
+                };
+                if permit.is_some() {
+                    serve_session(session, &shared).await;
+                }
+                drop(permit);
+            });
+        };
+        sessions.shutdown().await;
+        result
+    }
+}
+
+fn is_fatal_accept(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotConnected | io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+    )
+}
+
+enum Answer {
+    Payload(Vec<u8>),
+    Batch(Vec<Vec<u8>>),
+    Status {
+        status: TransportStatus,
+        close: bool,
+    },
+}
+
+fn answer<L>(req: &Request, shared: &Shared<L>) -> Answer {
+    let service = &shared.service;
+    if service.method().is_some_and(|m| m != req.header.code) {
+        return Answer::Status {
+            status: TransportStatus::UNSUPPORTED,
+            close: false,
+        };
+    }
+    let items = match req.items() {
+        Ok(items) => items,
+        Err(_) => {
+            return Answer::Status {
+                status: TransportStatus::BAD_ENVELOPE,
+                close: true,
+            }
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match service.handle(req.header.code, item) {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                return Answer::Status {
+                    status: e.status(),
+                    close: true,
+                }
+            }
+        }
+    }
+    if req.header.is_batch() {
+        Answer::Batch(out)
+    } else {
+        Answer::Payload(out.pop().unwrap_or_default())
+    }
+}
+
+async fn serve_session<T: PacketTransport, L: PacketListener>(
+    mut session: ServerSession<T>,
+    shared: &Shared<L>,
+) {
+    let max_response = u64::from(session.negotiated().max_response_payload_bytes);
+    loop {
+        let req = match session.recv_request().await {
+            Ok(Some(req)) => req,
+            // Over the request limit: already answered LIMIT_EXCEEDED.
+            Ok(None) | Err(_) => return,
+        };
+        let sent = match answer(&req, shared) {
+            Answer::Status { status, close } => {
+                let r = session.send_response(&req.header, status, &[]).await;
+                if close {
+                    return;
+                }
+                r
+            }
+            Answer::Payload(p) if p.len() as u64 > max_response => {
+                learn(shared, p.len() as u64);
+                let _ = session
+                    .send_response(&req.header, TransportStatus::LIMIT_EXCEEDED, &[])
+                    .await;
+                return;
+            }
+            Answer::Payload(p) => {
+                session
+                    .send_response(&req.header, TransportStatus::OK, &p)
+                    .await
+            }
+            Answer::Batch(items) => {
+                let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+                let size = encode_batch(&refs).map(|b| b.len() as u64);
+                match size {
+                    Ok(size) if size <= max_response => {
+                        session.send_batch_response(&req.header, &refs).await
+                    }
+                    other => {
+                        learn(shared, other.unwrap_or(u64::MAX));
+                        let _ = session
+                            .send_response(&req.header, TransportStatus::LIMIT_EXCEEDED, &[])
+                            .await;
+                        return;
+                    }
+                }
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+fn learn<L: PacketListener>(shared: &Shared<L>, needed: u64) {
+    let ceiling = shared.config.max_response_ceiling;
+    shared.server.update_config(|c| {
+        let e = &mut c.endpoint;
+        e.max_response_payload_bytes = learned_limit(e.max_response_payload_bytes, needed, ceiling);
+    });
+}

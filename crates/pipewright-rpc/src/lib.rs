@@ -1,0 +1,92 @@
+//! Typed JSON RPC over Windows named pipes and Unix sockets, wire-compatible with pipe-rpc,
+//! with many calls in flight on one connection.
+//!
+//! - [`Router`] maps method names to async handlers with serde types, or serves a
+//!   [`Service`] over a `#[serde(tag = "method", content = "params")]` enum.
+//! - [`Server`] serves a router on a [`pipewright::Listener`]: many connections, a limit of
+//!   requests in flight per connection, graceful shutdown.
+//! - [`Client`] makes typed calls with a per-call timeout; dropping a call's future abandons
+//!   it; a dead connection is replaced on the next call; connecting uses the core's retry of
+//!   busy and missing servers.
+//! - [`demo`] is pipe-rpc's demo service (Factorial, Reverse, Echo).
+//!
+//! ```no_run
+//! use pipewright_rpc::{Client, Router, Server};
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! struct Add { a: i64, b: i64 }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let router = Router::new().handle("Add", |p: Add| async move {
+//!     p.a.checked_add(p.b).ok_or("the sum overflows")
+//! });
+//! let listener = pipewright::Listener::bind("calc")?;
+//! tokio::spawn(Server::new(router).serve(listener));
+//!
+//! let client = Client::connect("calc").await?;
+//! let sum: i64 = client.call("Add", &serde_json::json!({"a": 2, "b": 3})).await?;
+//! assert_eq!(sum, 5);
+//! # Ok(()) }
+//! ```
+//!
+//! # Wire format
+//!
+//! A byte stream (a byte-mode pipe on Windows, a stream socket on Unix) carries frames in both
+//! directions. A frame is a 4-byte little-endian length `N`, then `N` bytes of UTF-8 JSON.
+//!
+//! A **request** is an object with `"method"` (a string) and `"params"` (any JSON; may be
+//! left out, which handlers see as `null`): exactly what serde writes for an enum with
+//! `#[serde(tag = "method", content = "params")]`. The request
+//! `{"method":"Factorial","params":{"n":5}}` is 39 (`0x27`) bytes:
+//!
+//! ```text
+//! 27 00 00 00 7b 22 6d 65 74 68 6f 64 22 3a 22 46 61 63 74 6f 72 69 61 6c 22 2c
+//!             {  "  m  e  t  h  o  d  "  :  "  F  a  c  t  o  r  i  a  l  "  ,
+//!             22 70 61 72 61 6d 73 22 3a 7b 22 6e 22 3a 35 7d 7d
+//!             "  p  a  r  a  m  s  "  :  {  "  n  "  :  5  }  }
+//! ```
+//!
+//! A **response** is `{"status":"Ok","params":<answer>}` or
+//! `{"status":"Err","params":"<message>"}` (serde's `tag = "status", content = "params"` of a
+//! `Result`). The answer to the request above, `{"status":"Ok","params":{"Number":120}}`,
+//! is also 39 bytes:
+//!
+//! ```text
+//! 27 00 00 00 7b 22 73 74 61 74 75 73 22 3a 22 4f 6b 22 2c 22 70 61 72 61 6d 73 22 3a
+//!             {  "  s  t  a  t  u  s  "  :  "  O  k  "  ,  "  p  a  r  a  m  s  "  :
+//!             7b 22 4e 75 6d 62 65 72 22 3a 31 32 30 7d 7d
+//!             {  "  N  u  m  b  e  r  "  :  1  2  0  }  }
+//! ```
+//!
+//! **Ids.** A request may carry `"id"`, an unsigned integer; its answer carries the same id
+//! as the last field, and may come before answers to earlier requests:
+//! `2d 00 00 00` `{"method":"Echo","params":{"payload":"hi"},"id":7}` is answered with
+//! `2d 00 00 00` `{"status":"Ok","params":{"Text":"hi"},"id":7}` (45 bytes each). Requests
+//! without an id are run one after another and answered in the order they came, so a
+//! pipe-rpc client, which sends no ids, works unchanged. [`Client`] always sends ids, and
+//! matches an answer without one to its oldest call, so it also talks to a server that
+//! answers in order without ids.
+//!
+//! **Errors.** Every request the server cannot run gets an Err answer naming the problem, and
+//! the connection goes on: malformed JSON, a request that is not an object or lacks
+//! `"method"`, an id that is not an unsigned integer, an unknown method (the message lists
+//! the known ones), params of the wrong shape, and a frame over the size limit (16 MiB by
+//! default; the length is checked before any buffer is allocated, and the body is skipped
+//! unread). Answers to requests whose id could not be read carry no id and come in order with
+//! the other id-less answers. A stream that ends inside a frame closes only that connection.
+#![warn(missing_docs)]
+
+mod client;
+pub mod demo;
+mod error;
+pub mod frame;
+mod router;
+mod server;
+mod wire;
+
+pub use client::{Client, ClientOptions, DEFAULT_CALL_TIMEOUT};
+pub use error::RpcError;
+pub use frame::DEFAULT_MAX_FRAME_SIZE;
+pub use router::{Router, Service};
+pub use server::{Server, DEFAULT_MAX_IN_FLIGHT};
