@@ -1,6 +1,10 @@
 //! `pipewright netipc serve` and `pipewright netipc call`, run as real processes over UDS
 //! SEQPACKET (Linux) or named pipes (Windows).
 
+mod cli_support;
+
+use cli_support::run;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -81,22 +85,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Runs a command to completion, with a 60 s watchdog.
-fn run(cmd: &mut Command) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pipewright");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("watchdog: pipewright did not finish within 60 s")
-        .expect("pipewright output")
 }
 
 fn call(dir: &RunDir, service: &str, args: &[&str]) -> Output {

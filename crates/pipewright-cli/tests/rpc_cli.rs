@@ -1,5 +1,9 @@
 //! `pipewright rpc serve-demo` and `pipewright rpc call`, run as real processes.
 
+mod cli_support;
+
+use cli_support::run;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,22 +59,6 @@ impl Drop for DemoServer {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Runs a command to completion, with a 60 s watchdog.
-fn run(cmd: &mut Command) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pipewright");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("watchdog: pipewright did not finish within 60 s")
-        .expect("pipewright output")
 }
 
 fn stdout(o: &Output) -> String {
