@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building the Windows target and running it under Wine needs, on Debian 12:
 # Debian's rustc/cargo with the standard library's source (for -Zbuild-std), the mingw-w64
-# linker, Debian's clippy (for linting the Windows target) and Wine. Idempotent: a second run only checks.
+# linker, Debian's clippy (for linting the Windows target), Wine, and socat (the WSL-topology test).
+# Idempotent: a second run only checks.
 set -euo pipefail
-need=(rustc-web cargo-web rust-web-src rust-web-clippy gcc-mingw-w64-x86-64 wine64)
+need=(rustc-web cargo-web rust-web-src rust-web-clippy gcc-mingw-w64-x86-64 wine64 socat)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -38,17 +38,34 @@ fn cargo_win() -> Command {
     c
 }
 
+/// WINEPREFIX and WINEDEBUG as scripts/cargo-win sets them.
+fn wine_env() -> [(&'static str, String); 2] {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    [
+        (
+            "WINEPREFIX",
+            std::env::var("WINEPREFIX").unwrap_or(format!("{home}/.wine-pipewright")),
+        ),
+        (
+            "WINEDEBUG",
+            std::env::var("WINEDEBUG").unwrap_or("-all".into()),
+        ),
+    ]
+}
+
+/// The debug `pipewright.exe` that the Windows test run builds.
+fn windows_debug_exe() -> PathBuf {
+    let dir = std::env::var("PIPEWRIGHT_WIN_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target/windows"));
+    dir.join("x86_64-win7-windows-gnu/debug/pipewright.exe")
+}
+
 fn wine() -> Command {
     let mut c = Command::new("/usr/lib/wine/wine64");
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    c.env(
-        "WINEPREFIX",
-        std::env::var("WINEPREFIX").unwrap_or(format!("{home}/.wine-pipewright")),
-    );
-    c.env(
-        "WINEDEBUG",
-        std::env::var("WINEDEBUG").unwrap_or("-all".into()),
-    );
+    for (k, v) in wine_env() {
+        c.env(k, v);
+    }
     c.current_dir(root());
     c
 }
@@ -86,6 +103,7 @@ fn test(args: &[String]) -> Result<(), String> {
     let mut failures = Vec::new();
     let mut linux_counts = None;
     let mut windows_counts = None;
+    let mut cross_counts = None;
 
     status(
         {
@@ -126,6 +144,22 @@ fn test(args: &[String]) -> Result<(), String> {
             failures.push("windows tests under Wine failed".into());
         }
         windows_counts = Some(counts);
+        if linux {
+            // The WSL topology: a Linux socat/bridge starts pipewright.exe under Wine per
+            // connection, and a Linux client reaches a Windows pipe server through it.
+            let mut c = cargo();
+            c.args(["test", "-p", "pipewright-cli", "--test", "bridge", "--"]);
+            c.args(["--ignored", "wsl_topology_through_wine"]);
+            c.env("PIPEWRIGHT_WIN_EXE", windows_debug_exe());
+            for (k, v) in wine_env() {
+                c.env(k, v);
+            }
+            let (counts, ok) = libtest::run_counted(c, "linux to windows: the WSL topology test")?;
+            if !ok || counts.passed == 0 {
+                failures.push("the WSL topology test failed".into());
+            }
+            cross_counts = Some(counts);
+        }
     }
 
     println!();
@@ -140,6 +174,10 @@ fn test(args: &[String]) -> Result<(), String> {
         for s in &c.skip_reasons {
             println!("  skipped under Wine: {s}");
         }
+        total.add(c);
+    }
+    if let Some(c) = &cross_counts {
+        println!("linux to windows:    {}", c.describe());
         total.add(c);
     }
     for f in &failures {
