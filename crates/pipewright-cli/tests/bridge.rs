@@ -113,6 +113,14 @@ async fn one_gib_through_a_bridge_chain() {
             &format!("tcp-listen:{tcp}"),
             &format!("npipe:{}", echo.name),
         ]);
+        // The front bridge connects to the TCP one per client: start it only once the TCP
+        // listener is up, or its first connect may be refused.
+        let mut tries = 0;
+        while tokio::net::TcpStream::connect(&tcp).await.is_err() {
+            tries += 1;
+            assert!(tries < 600, "the tcp-listen bridge never listened on {tcp}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let _b1 = bridge(&[&format!("npipe-listen:{front}"), &format!("tcp:{tcp}")]);
         let conn = connect_when_ready(&front).await;
         let (sent, got) = echo_through(conn, 1 << 30).await;
