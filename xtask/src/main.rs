@@ -105,15 +105,7 @@ fn test(args: &[String]) -> Result<(), String> {
     let mut windows_counts = None;
     let mut cross_counts = None;
 
-    status(
-        {
-            let mut c = cargo();
-            c.args(["fmt", "--all", "--check"]);
-            c
-        },
-        "cargo fmt --check",
-    )
-    .unwrap_or_else(|e| failures.push(e));
+    fmt_check().unwrap_or_else(|e| failures.push(e));
 
     if linux {
         let mut c = cargo();
@@ -261,28 +253,26 @@ fn demo(args: &[String]) -> Result<(), String> {
         c.arg(exe).arg("demo");
         return status(c, "pipewright.exe demo (under Wine)");
     }
+    run_cli(&["demo"], "pipewright demo")
+}
+
+/// Runs the release `pipewright` built for this machine with `args`.
+fn run_cli(args: &[&str], what: &str) -> Result<(), String> {
     let mut c = cargo();
-    c.args([
-        "run",
-        "--quiet",
-        "--release",
-        "-p",
-        "pipewright-cli",
-        "--",
-        "demo",
-    ]);
-    status(c, "pipewright demo")
+    c.args(["run", "--quiet", "--release", "-p", "pipewright-cli", "--"]);
+    c.args(args);
+    status(c, what)
+}
+
+/// `cargo fmt --all --check`.
+fn fmt_check() -> Result<(), String> {
+    let mut c = cargo();
+    c.args(["fmt", "--all", "--check"]);
+    status(c, "cargo fmt --check")
 }
 
 fn lint() -> Result<(), String> {
-    status(
-        {
-            let mut c = cargo();
-            c.args(["fmt", "--all", "--check"]);
-            c
-        },
-        "cargo fmt --check",
-    )?;
+    fmt_check()?;
     status(
         {
             let mut c = cargo();
@@ -314,25 +304,8 @@ fn lint() -> Result<(), String> {
 }
 
 fn bench() -> Result<(), String> {
-    status(
-        {
-            let mut c = cargo();
-            c.args([
-                "run",
-                "--quiet",
-                "--release",
-                "-p",
-                "pipewright-cli",
-                "--",
-                "bench",
-                "stream",
-                "--rounds",
-                "5",
-                "--size",
-                "1GiB",
-            ]);
-            c
-        },
+    run_cli(
+        &["bench", "stream", "--rounds", "5", "--size", "1GiB"],
         "bench stream (linux)",
     )?;
     let exe = build_windows_cli()?;
