@@ -27,8 +27,9 @@ pub mod naming;
 pub mod pipe;
 pub mod service;
 pub mod session;
+pub mod shm;
 pub mod shm_layout;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 mod sys;
 pub mod transport;
 #[cfg(target_os = "linux")]

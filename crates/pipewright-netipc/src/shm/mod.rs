@@ -1,0 +1,104 @@
+//! Shared-memory profiles: a per-session region with one request area and
+//! one response area, each carrying one complete message (32-byte header +
+//! payload, never chunked) at a time. The baseline connection stays open for
+//! the session's lifetime and is used for liveness only.
+//!
+//! Every platform module provides the same two entry points, so the session
+//! layer is platform-neutral:
+//! - `ServerRegions::create(&RegionParams, shm_profiles) -> Result<ServerRegions, ShmError>`
+//!   creates the objects for each SHM profile bit in `shm_profiles` (before
+//!   the handshake), and `ServerRegions::select(profile) -> Option<Box<dyn ShmPeer>>`
+//!   keeps the one the handshake selected and releases the others;
+//! - `attach_client(&RegionParams, profile, timeout) -> Result<Box<dyn ShmPeer>, ShmError>`
+//!   opens the server's region, retrying while it is not ready yet.
+//!
+//! ```
+//! use pipewright_netipc::shm::RegionParams;
+//! let p = RegionParams {
+//!     run_dir: "/run/netdata".into(),
+//!     service: "cgroups-snapshot".into(),
+//!     session_id: 1,
+//!     auth_token: 0,
+//!     max_request_payload: 4096,
+//!     max_response_payload: 65536,
+//! };
+//! assert_eq!(p.session_id, 1);
+//! ```
+
+use std::io;
+use std::time::Duration;
+
+/// What identifies and sizes one session's region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionParams {
+    /// The run directory, byte-exact as given by the user (part of the names).
+    pub run_dir: String,
+    /// The validated service name.
+    pub service: String,
+    /// The session id the server assigned (from 1).
+    pub session_id: u64,
+    /// The auth token (part of the Windows object names).
+    pub auth_token: u64,
+    /// The server's configured/learned request payload limit; the request
+    /// area holds `32 + max_request_payload` bytes (rounded up to 64).
+    pub max_request_payload: u32,
+    /// The server's configured/learned response payload limit.
+    pub max_response_payload: u32,
+}
+
+/// Why a shared-memory operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShmError {
+    /// A system call failed.
+    #[error("shared memory: {0}")]
+    Io(#[from] io::Error),
+    /// The region does not exist yet or is not initialised yet (retryable).
+    #[error("shared-memory region {0} is not ready yet")]
+    NotReady(String),
+    /// The region exists but its header is not a valid netipc region.
+    #[error("shared-memory region {name} is invalid: {reason}")]
+    BadRegion {
+        /// Object or file name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another live server owns the region name.
+    #[error("shared-memory region {0} is in use by a live server")]
+    InUse(String),
+    /// A message does not fit the area (sender side: nothing was published;
+    /// receiver side: the message was consumed).
+    #[error("message of {len} bytes does not fit the shared-memory area of {capacity} bytes")]
+    TooLarge {
+        /// Message length including the 32-byte header.
+        len: usize,
+        /// Area capacity.
+        capacity: usize,
+    },
+    /// The region's counters are inconsistent.
+    #[error("shared-memory region corrupted: {0}")]
+    Corrupt(&'static str),
+    /// Nothing arrived within the timeout.
+    #[error("no shared-memory message within {0:?}")]
+    TimedOut(Duration),
+    /// The peer marked the region closed (Windows) or its process is gone.
+    #[error("the peer closed the shared-memory session")]
+    PeerClosed,
+}
+
+/// One side of a session's region: publishes into its outgoing area and
+/// receives from the incoming one. Exactly one message is in flight per
+/// direction. Calls block the calling thread (spin, then an OS wait).
+pub trait ShmPeer: Send {
+    /// The SHM profile bit this region runs.
+    fn profile(&self) -> u32;
+    /// The largest message (header + payload) this side may send.
+    fn send_capacity(&self) -> usize;
+    /// The largest message this side may receive.
+    fn receive_capacity(&self) -> usize;
+    /// Publishes one complete message (32-byte header + payload).
+    fn send(&mut self, message: &[u8]) -> Result<(), ShmError>;
+    /// Waits up to `timeout` for the peer's next message and copies it into
+    /// `buf` (cleared first). [`ShmError::TimedOut`] leaves the region usable.
+    fn receive(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<(), ShmError>;
+}
