@@ -338,3 +338,37 @@ async fn wsl_topology_through_wine() {
     .await
     .expect("WSL topology hung");
 }
+
+/// `tcp:...,poll` waits for a server that starts late; without `poll` a refused connect is
+/// "not found" (3), and `poll` that never connects ends with "timed out" (6).
+#[tokio::test]
+async fn tcp_poll_waits_for_a_late_listener() {
+    watchdog(async {
+        let port = free_port().await;
+        let target = format!("tcp:127.0.0.1:{port},poll,timeout=20s");
+        let mut child = bridge(&["stdio", &target]);
+        feed(&mut child, b"ping\n").await;
+        // Let the bridge meet a refused connection first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"ping\n");
+        conn.write_all(b"pong\n").await.unwrap();
+        drop(conn);
+        let (code, out, err) = finish(child).await;
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out, b"pong\n");
+
+        let unused = free_port().await;
+        let (code, _, err) = finish(bridge(&["stdio", &format!("tcp:127.0.0.1:{unused}")])).await;
+        assert_eq!(code, 3, "{err}");
+        assert!(err.contains(&format!("127.0.0.1:{unused}")), "{err}");
+        let target = format!("tcp:127.0.0.1:{unused},poll,timeout=300ms");
+        let (code, _, err) = finish(bridge(&["stdio", &target])).await;
+        assert_eq!(code, 6, "{err}");
+        assert!(err.contains("timeout="), "{err}");
+    })
+    .await;
+}

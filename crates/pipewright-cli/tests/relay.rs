@@ -56,8 +56,10 @@ async fn ei_s_sends_the_zero_message_and_keeps_the_reply_in_flight() {
             assert!(out.starts_with(b"hello\n"), "{mode:?}: reply lost: {out:?}");
             if mode == PipeMode::Message || cfg!(unix) {
                 assert_eq!(out, b"hello\nbye\n", "{mode:?}");
-                assert_eq!(server.events.recv().await, Some(Event::Eof(6)), "{mode:?}");
             }
+            // One connection only, also on a Windows byte pipe (the relay learns the pipe's
+            // type on the connection it uses): its first end of stream carries the 6 bytes.
+            assert_eq!(server.events.recv().await, Some(Event::Eof(6)), "{mode:?}");
         }
     })
     .await;

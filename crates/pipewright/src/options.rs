@@ -267,6 +267,7 @@ pub struct ConnectOptions {
     pub(crate) retry_busy: bool,
     pub(crate) retry_not_found: bool,
     pub(crate) impersonation: ImpersonationLevel,
+    pub(crate) mode_from_server: bool,
 }
 
 impl Default for ConnectOptions {
@@ -277,6 +278,7 @@ impl Default for ConnectOptions {
             retry_busy: true,
             retry_not_found: true,
             impersonation: ImpersonationLevel::Anonymous,
+            mode_from_server: false,
         }
     }
 }
@@ -291,6 +293,20 @@ impl ConnectOptions {
     /// mode; the server's pipe must be a message pipe.
     pub fn mode(mut self, mode: PipeMode) -> Self {
         self.stream.mode = mode;
+        self
+    }
+
+    /// Windows: open the pipe in the mode its server created it with (message read mode for a
+    /// message pipe, byte mode otherwise), on the same connection, instead of the configured
+    /// [`mode`](Self::mode). [`PipeStream::mode`](crate::PipeStream::mode) tells which one it
+    /// got. Unix sockets carry no pipe type, so on Unix the configured mode is used.
+    ///
+    /// ```
+    /// let opts = pipewright::ConnectOptions::new().mode_from_server(true);
+    /// # let _ = opts;
+    /// ```
+    pub fn mode_from_server(mut self, on: bool) -> Self {
+        self.mode_from_server = on;
         self
     }
 

@@ -206,6 +206,70 @@ fn large_transfers_arrive_intact_both_ways() {
     });
 }
 
+/// `mode_from_server` opens a message pipe in message mode and a byte pipe in byte mode, on
+/// the first connection (the server sees exactly one client each time).
+#[test]
+fn mode_from_server_follows_the_pipe_type_on_one_connection() {
+    run(async {
+        // Unix sockets have no pipe type (message mode is pipewright's framing, which both ends
+        // must choose), so there the configured byte mode stays.
+        let modes: &[PipeMode] = if cfg!(windows) {
+            &[PipeMode::Message, PipeMode::Byte]
+        } else {
+            &[PipeMode::Byte]
+        };
+        for &server_mode in modes {
+            let name = unique_name("adopt");
+            let opts = ListenerOptions::new().mode(server_mode);
+            let listener = Arc::new(Listener::bind_with(&name, &opts).unwrap());
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let server = {
+                let (listener, accepted) = (listener.clone(), accepted.clone());
+                tokio::spawn(async move {
+                    let mut conn = listener.accept().await.unwrap();
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let msg = conn.recv_message().await.unwrap().expect("a message");
+                    conn.send_message(&msg).await.unwrap();
+                    conn.send_message(b"").await.unwrap();
+                    // Keep the pipe open until the client has read everything.
+                    let mut rest = Vec::new();
+                    let _ = conn.read_to_end(&mut rest).await;
+                })
+            };
+            // Asks for byte mode, but adopts the server's type.
+            let copts = ConnectOptions::new()
+                .mode(PipeMode::Byte)
+                .mode_from_server(true);
+            let mut c = connect_with(name.as_str(), &copts).await.unwrap();
+            assert_eq!(
+                c.mode(),
+                server_mode,
+                "the client adopts the server's pipe type"
+            );
+            c.send_message(b"hello").await.unwrap();
+            let mut back = Vec::new();
+            if c.mode() == PipeMode::Message {
+                back = c.recv_message().await.unwrap().expect("the echo");
+                assert_eq!(
+                    c.recv_message().await.unwrap(),
+                    None,
+                    "the zero-byte message ends the stream"
+                );
+            } else {
+                while back.len() < 5 {
+                    let n = c.read_buf(&mut back).await.unwrap();
+                    assert!(n > 0, "end of stream before the echo");
+                }
+            }
+            assert_eq!(back, b"hello");
+            drop(c);
+            server.await.unwrap();
+            assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection only");
+            listener.close();
+        }
+    });
+}
+
 #[test]
 fn message_mode_keeps_boundaries_for_megabyte_messages() {
     run(async {

@@ -5,7 +5,7 @@
 //! | `stdio` | this process's stdin and stdout |
 //! | `npipe:NAME[,mode=message][,timeout=5s][,poll]` | connect to a pipe |
 //! | `npipe-listen:NAME[,backlog=N][,sddl=S][,mode=message][,max-instances=N]` | serve a pipe |
-//! | `tcp:HOST:PORT` / `tcp-listen:[HOST:]PORT` | TCP (listens on 127.0.0.1 unless a host is given) |
+//! | `tcp:HOST:PORT[,timeout=5s][,poll]` / `tcp-listen:[HOST:]PORT` | TCP (listens on 127.0.0.1 unless a host is given) |
 //! | `unix:PATH` / `unix-listen:PATH[,mode=0600][,unlink-early]` | Unix sockets |
 //! | `exec:CMDLINE[,wsl][,distro=D][,user=U]` | a child's stdin and stdout |
 //! | `assuan:FILE` | gpg-agent's Assuan socket file |
@@ -47,6 +47,10 @@ pub enum Address {
         host: String,
         /// Port.
         port: u16,
+        /// Bound on the connect (with `poll`: on retrying a refused connect).
+        timeout: Duration,
+        /// Retry while the connection is refused (nothing listens yet).
+        poll: bool,
     },
     /// A TCP server.
     TcpListen {
@@ -77,7 +81,7 @@ pub fn syntax(kind: &str) -> &'static str {
         "stdio" => "stdio",
         "npipe" => "npipe:NAME[,mode=byte|message][,timeout=DURATION][,poll]",
         "npipe-listen" => "npipe-listen:NAME[,backlog=1..254][,sddl=SDDL][,mode=byte|message][,max-instances=1..254]",
-        "tcp" => "tcp:HOST:PORT",
+        "tcp" => "tcp:HOST:PORT[,timeout=DURATION][,poll]",
         "tcp-listen" => "tcp-listen:[HOST:]PORT",
         "unix" => "unix:PATH",
         "unix-listen" => "unix-listen:PATH[,mode=OCTAL][,unlink-early]",
@@ -302,9 +306,16 @@ impl Address {
                 Address::NpipeListen(npipe::Listen { name, options })
             }
             "tcp" => {
-                c.only(&[])?;
+                c.only(&["timeout", "poll"])?;
                 let (host, port) = c.host_port(false)?;
-                Address::Tcp { host, port }
+                Address::Tcp {
+                    host,
+                    port,
+                    timeout: c
+                        .duration("timeout")?
+                        .unwrap_or(tcp::DEFAULT_CONNECT_TIMEOUT),
+                    poll: c.flag("poll")?,
+                }
             }
             "tcp-listen" => {
                 c.only(&[])?;
@@ -400,7 +411,12 @@ impl Address {
                 })
             }
             Address::Npipe(c) => c.connect().await,
-            Address::Tcp { host, port } => tcp::connect(host, *port).await,
+            Address::Tcp {
+                host,
+                port,
+                timeout,
+                poll,
+            } => tcp::connect(host, *port, *timeout, *poll).await,
             Address::Unix { path } => unix::connect(path).await,
             Address::Exec(e) => e.spawn(),
             Address::Assuan { path } => {
@@ -484,14 +500,18 @@ mod tests {
             Address::parse("tcp:localhost:8080").unwrap(),
             Address::Tcp {
                 host: "localhost".into(),
-                port: 8080
+                port: 8080,
+                timeout: tcp::DEFAULT_CONNECT_TIMEOUT,
+                poll: false,
             }
         );
         assert_eq!(
-            Address::parse("tcp:[::1]:22").unwrap(),
+            Address::parse("TCP:[::1]:22,timeout=1500ms,poll").unwrap(),
             Address::Tcp {
                 host: "::1".into(),
-                port: 22
+                port: 22,
+                timeout: Duration::from_millis(1500),
+                poll: true,
             }
         );
         assert_eq!(
@@ -578,6 +598,14 @@ mod tests {
         assert!(e.message.contains("not a port"));
         let e = err("tcp:host:0");
         assert!(e.message.contains("not a port"));
+        let e = err("tcp:host:1,timeout=later");
+        assert!(e.message.contains("not a duration"), "{}", e.message);
+        let e = err("tcp:host:1,mode=message");
+        assert!(
+            e.message.contains("its options are timeout, poll"),
+            "{}",
+            e.message
+        );
         let e = err("tcp::80");
         assert!(e.message.contains("empty host"));
         let e = err("tcp-listen:99999");

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use pipewright::{ConnectOptions, ErrorKind, PipeMode, PipeName, PipeStream};
+use pipewright::{ConnectOptions, PipeMode, PipeName, PipeStream};
 
 use crate::address::{assuan, stdio};
 use crate::exit;
@@ -186,20 +186,22 @@ async fn connect_pipe(name: &PipeName, a: &RelayArgs) -> pipewright::Result<Pipe
             .timeout(BUSY_WAIT)
             .retry_not_found(false)
     };
-    let message = match a.mode {
-        ModeChoice::Message => true,
-        ModeChoice::Byte => false,
-        ModeChoice::Auto => cfg!(windows) && a.send_zero,
-    };
-    if !message {
-        return pipewright::connect_with(name, &base).await;
-    }
-    match pipewright::connect_with(name, &base.clone().mode(PipeMode::Message)).await {
-        Err(e) if e.kind() == ErrorKind::InvalidOption && a.mode == ModeChoice::Auto => {
-            tracing::info!("the server's pipe is a byte pipe: relaying in byte mode");
-            pipewright::connect_with(name, &base).await
+    match a.mode {
+        ModeChoice::Byte => pipewright::connect_with(name, &base).await,
+        ModeChoice::Message => {
+            pipewright::connect_with(name, &base.clone().mode(PipeMode::Message)).await
         }
-        other => other,
+        // `-s` needs message read mode to send the zero-byte message on a message pipe; a
+        // byte pipe stays in byte mode on the same connection.
+        ModeChoice::Auto if cfg!(windows) && a.send_zero => {
+            let stream =
+                pipewright::connect_with(name, &base.clone().mode_from_server(true)).await?;
+            if stream.mode() == PipeMode::Byte {
+                tracing::info!("the server's pipe is a byte pipe: relaying in byte mode");
+            }
+            Ok(stream)
+        }
+        ModeChoice::Auto => pipewright::connect_with(name, &base).await,
     }
 }
 

@@ -15,7 +15,7 @@ use windows_sys::Win32::Storage::FileSystem::{
     SECURITY_IDENTIFICATION, SECURITY_IMPERSONATION, SECURITY_SQOS_PRESENT,
 };
 use windows_sys::Win32::System::Pipes::{
-    CreateNamedPipeW, DisconnectNamedPipe, GetNamedPipeClientProcessId,
+    CreateNamedPipeW, DisconnectNamedPipe, GetNamedPipeClientProcessId, GetNamedPipeInfo,
     GetNamedPipeServerProcessId, SetNamedPipeHandleState, WaitNamedPipeW, PIPE_READMODE_BYTE,
     PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_TYPE_MESSAGE,
     PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
@@ -128,6 +128,23 @@ pub(crate) fn set_message_read_mode(handle: &OwnedHandle) -> io::Result<()> {
     check(unsafe {
         SetNamedPipeHandleState(raw(handle), &mode, std::ptr::null(), std::ptr::null())
     })
+}
+
+/// Whether the server created this pipe as a message pipe (`PIPE_TYPE_MESSAGE`).
+pub(crate) fn is_message_pipe(handle: &OwnedHandle) -> io::Result<bool> {
+    let mut flags = 0u32;
+    // SAFETY: valid handle; `flags` lives across the call; the buffer-size and
+    // instance outputs are optional and passed as null.
+    check(unsafe {
+        GetNamedPipeInfo(
+            raw(handle),
+            &mut flags,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    })?;
+    Ok(flags & PIPE_TYPE_MESSAGE != 0)
 }
 
 /// Whether some server serves `path` now: an instance is free (`Ok(true)`) or all are

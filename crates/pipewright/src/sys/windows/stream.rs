@@ -595,7 +595,17 @@ pub(crate) async fn connect_once(name: &PipeName, options: &ConnectOptions) -> R
     let path = name.windows_path();
     let handle = pipe::open_client(&wide(&path), options.impersonation)
         .map_err(|e| Error::from_io(e, &path, "connect"))?;
-    if options.stream.mode == PipeMode::Message {
+    let mut config = options.stream.clone();
+    if options.mode_from_server {
+        let message = pipe::is_message_pipe(&handle)
+            .map_err(|e| Error::from_io(e, &path, "query the pipe's type"))?;
+        config.mode = if message {
+            PipeMode::Message
+        } else {
+            PipeMode::Byte
+        };
+    }
+    if config.mode == PipeMode::Message {
         pipe::set_message_read_mode(&handle).map_err(|e| {
             if e.raw_os_error() == Some(ERROR_INVALID_PARAMETER as i32) {
                 Error::new(
@@ -611,11 +621,5 @@ pub(crate) async fn connect_once(name: &PipeName, options: &ConnectOptions) -> R
     }
     associate(raw(&handle))
         .map_err(|e| Error::from_io(e, &path, "associate with completion port"))?;
-    Ok(Stream::new(
-        handle,
-        options.stream.clone(),
-        false,
-        path,
-        None,
-    ))
+    Ok(Stream::new(handle, config, false, path, None))
 }
