@@ -7,8 +7,11 @@
 //! assert_eq!(increment::decode(&increment::encode(41)).unwrap(), 41);
 //! ```
 
+pub mod apps_lookup;
+pub mod cgroups_lookup;
 pub mod cgroups_snapshot;
 pub mod increment;
+pub mod lookup;
 pub mod string_reverse;
 
 /// Why a service payload was rejected.
