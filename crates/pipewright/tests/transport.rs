@@ -206,6 +206,37 @@ fn large_transfers_arrive_intact_both_ways() {
     });
 }
 
+/// Many small writes of varying sizes, issued back to back (many outstanding at once on
+/// Windows), arrive complete and in order.
+#[test]
+fn small_writes_of_varying_sizes_arrive_in_order() {
+    run(async {
+        let name = unique_name("small");
+        let listener = Listener::bind(&name).unwrap();
+        let sizes: Vec<usize> = (0..20_000).map(|i| 1 + (i * 7919) % 3000).collect();
+        let total: usize = sizes.iter().sum();
+        let stream = pattern(total, 0x5a);
+        let expected = stream.clone();
+        let server = tokio::spawn(async move {
+            let mut conn = listener.accept().await.unwrap();
+            let mut got = Vec::with_capacity(total);
+            conn.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut c = connect(name.as_str()).await.unwrap();
+        let mut at = 0;
+        for n in sizes {
+            c.write_all(&stream[at..at + n]).await.unwrap();
+            at += n;
+        }
+        c.shutdown().await.unwrap();
+        let got = server.await.unwrap();
+        assert_eq!(got.len(), total, "bytes lost or added");
+        let first_bad = got.iter().zip(&expected).position(|(a, b)| a != b);
+        assert_eq!(first_bad, None, "bytes out of order");
+    });
+}
+
 /// `mode_from_server` opens a message pipe in message mode and a byte pipe in byte mode, on
 /// the first connection (the server sees exactly one client each time).
 #[test]

@@ -5,8 +5,10 @@
 //! buffer that starts at 16 KiB and doubles whenever a read fills it, up to the configured
 //! `io_buffer_size`. Completed reads are consumed strictly in the order they were issued.
 //! Writes: each `poll_write` copies up to `io_buffer_size` bytes (a whole message in message
-//! mode) into an operation's buffer and returns at once; up to [`WRITES_IN_FLIGHT`] writes are
-//! outstanding, and `poll_flush` waits for all of them.
+//! mode) into an operation's buffer, issues the `WriteFile` at once and returns. Writes stay
+//! outstanding while they total at most `io_buffer_size` bytes (at least [`WRITES_IN_FLIGHT`]
+//! of any size, at most [`MAX_WRITES_IN_FLIGHT`]), so small writes keep the pipe as full as
+//! large ones without holding any data back; `poll_flush` waits for all of them.
 
 use std::collections::VecDeque;
 use std::io;
@@ -32,8 +34,10 @@ use crate::peer::{Peer, PeerUser};
 
 /// Reads outstanding at once.
 pub(crate) const READS_IN_FLIGHT: usize = 2;
-/// Writes outstanding at once.
+/// Writes that may be outstanding whatever their size.
 pub(crate) const WRITES_IN_FLIGHT: usize = 2;
+/// Most writes outstanding at once (small writes, while their total fits `io_buffer_size`).
+pub(crate) const MAX_WRITES_IN_FLIGHT: usize = 16;
 /// Size of the first read buffer; it doubles while reads fill it.
 const FIRST_READ_SIZE: usize = 16 * 1024;
 
@@ -94,6 +98,8 @@ pub(crate) struct Stream {
     read_end: ReadEnd,
     message: Vec<u8>,
     writes: VecDeque<Arc<Op>>,
+    /// Bytes in the outstanding writes.
+    writing: usize,
     spare_writes: Vec<Arc<Op>>,
     write_error: Option<i32>,
     shutdown: Shutdown,
@@ -147,6 +153,7 @@ impl Stream {
             read_end: ReadEnd::Open,
             message: Vec::new(),
             writes: VecDeque::new(),
+            writing: 0,
             spare_writes: Vec::new(),
             write_error: None,
             shutdown: Shutdown::Idle,
@@ -355,6 +362,7 @@ impl Stream {
             };
             let op = self.writes.pop_front().expect("front exists");
             let wanted = op.with_buf(|b| b.len()).unwrap_or(0);
+            self.writing = self.writing.saturating_sub(wanted);
             op.reset();
             self.spare_writes.push(op);
             if error != 0 {
@@ -381,6 +389,23 @@ impl Stream {
                 return Poll::Ready(Ok(()));
             }
             let front = self.writes.front().expect("more than limit outstanding");
+            ready!(front.poll_done(cx));
+        }
+    }
+
+    /// Waits until a write of `len` more bytes may be issued: fewer than
+    /// [`WRITES_IN_FLIGHT`] are outstanding, or fewer than [`MAX_WRITES_IN_FLIGHT`] and the
+    /// bytes outstanding stay within `io_buffer_size`.
+    fn poll_room_for(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<()>> {
+        loop {
+            self.reap_writes()?;
+            let n = self.writes.len();
+            if n < WRITES_IN_FLIGHT
+                || (n < MAX_WRITES_IN_FLIGHT && self.writing + len <= self.config.io_buffer_size)
+            {
+                return Poll::Ready(Ok(()));
+            }
+            let front = self.writes.front().expect("writes outstanding");
             ready!(front.poll_done(cx));
         }
     }
@@ -438,9 +463,10 @@ impl Stream {
         if n == 0 {
             return Poll::Ready(Ok(0));
         }
-        ready!(self.poll_writes_below(cx, WRITES_IN_FLIGHT - 1))?;
+        ready!(self.poll_room_for(cx, n))?;
         let op = self.start_write(&buf[..n])?;
         self.writes.push_back(op);
+        self.writing += n;
         Poll::Ready(Ok(n))
     }
 
