@@ -22,6 +22,7 @@ pub mod header;
 pub mod hello;
 pub mod inflight;
 pub mod limits;
+pub mod lookups;
 pub mod managed;
 pub mod naming;
 pub mod pipe;
