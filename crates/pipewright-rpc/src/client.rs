@@ -1,23 +1,20 @@
 //! The client: typed calls over one connection, many in flight at once, matched to their
 //! answers by id.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipewright::{ConnectOptions, PipeName, PipeStream, ToPipeName};
+use pipewright::{ConnectOptions, PipeName, ToPipeName};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
+use crate::connection::{Connection, Outcome};
 use crate::error::RpcError;
-use crate::frame::{read_frame, Frame, FrameBuf, DEFAULT_MAX_FRAME_SIZE};
-use crate::wire::{self, Status};
+use crate::frame::{FrameBuf, DEFAULT_MAX_FRAME_SIZE};
+use crate::wire;
 
 /// The default time a call waits for its answer.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -167,12 +164,18 @@ impl Client {
         P: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let raw = self
-            .exchange(method, timeout, |id| {
-                wire::encode_call(method, params, Some(id)).map_err(|e| e.to_string())
-            })
-            .await?;
-        decode(method, &raw)
+        let conn = self.connection().await?;
+        let id = self.next_id();
+        let encode_error = |detail| RpcError::Encode {
+            method: method.to_owned(),
+            detail,
+        };
+        let mut frame =
+            wire::encode_call(method, params, Some(id)).map_err(|e| encode_error(e.to_string()))?;
+        self.seal(&mut frame).map_err(encode_error)?;
+        let method = || method.to_owned();
+        let raw = self.exchange(&conn, id, &frame, timeout, &method).await?;
+        decode(&method, &raw)
     }
 
     /// Sends a request value that serializes as `{"method": ..., "params": ...}` (a
@@ -197,14 +200,20 @@ impl Client {
         Q: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let buf = wire::encode_tagged(request, None).map_err(|detail| RpcError::Encode {
-            method: "request".to_owned(),
+        let conn = self.connection().await?;
+        let id = self.next_id();
+        let mut frame =
+            wire::encode_tagged(request, Some(id)).map_err(|detail| RpcError::Encode {
+                method: "request".to_owned(),
+                detail,
+            })?;
+        self.seal(&mut frame).map_err(|detail| RpcError::Encode {
+            method: wire::method_of(frame.body()),
             detail,
         })?;
-        let method = wire::method_of(buf.body());
-        let raw = self
-            .exchange(&method, timeout, move |id| Ok(wire::with_id(buf, id)))
-            .await?;
+        // The method's name is only needed for an error: read it from the frame then.
+        let method = || wire::method_of(frame.body());
+        let raw = self.exchange(&conn, id, &frame, timeout, &method).await?;
         decode(&method, &raw)
     }
 
@@ -218,7 +227,7 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(old) = old {
-            old.shared.close("the client reconnected");
+            old.close("the client reconnected");
         }
         self.connection().await.map(drop)
     }
@@ -244,223 +253,66 @@ impl Client {
         current.as_ref().filter(|c| c.is_open()).cloned()
     }
 
-    /// Sends one request frame and waits for its answer's params.
-    async fn exchange(
-        &self,
-        method: &str,
-        timeout: Duration,
-        encode: impl FnOnce(u64) -> Result<FrameBuf, String>,
-    ) -> Result<Box<RawValue>, RpcError> {
-        let conn = self.connection().await?;
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode(id).map_err(|detail| RpcError::Encode {
-            method: method.to_owned(),
-            detail,
-        })?;
+    fn next_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Checks `frame` against the frame limit and fills in its length, or says why not.
+    fn seal(&self, frame: &mut FrameBuf) -> Result<(), String> {
         let max = self.inner.options.max_frame_size;
         if frame.body_len() > max {
-            return Err(RpcError::Encode {
-                method: method.to_owned(),
-                detail: format!(
-                    "the request is {} bytes, over the {max}-byte frame limit; send less or raise max_frame_size on both ends",
-                    frame.body_len()
-                ),
-            });
+            return Err(format!(
+                "the request is {} bytes, over the {max}-byte frame limit; send less or raise max_frame_size on both ends",
+                frame.body_len()
+            ));
         }
-        let frame = frame.finish().map_err(|e| RpcError::Encode {
-            method: method.to_owned(),
-            detail: e.to_string(),
-        })?;
+        frame.seal().map_err(|e| e.to_string())
+    }
+
+    /// Sends request `id` (a sealed frame) and waits for its answer's params. `method`
+    /// names the method in errors.
+    async fn exchange(
+        &self,
+        conn: &Connection,
+        id: u64,
+        frame: &FrameBuf,
+        timeout: Duration,
+        method: &(dyn Fn() -> String + Sync),
+    ) -> Result<Box<RawValue>, RpcError> {
         let disconnected = |reason: String| RpcError::Disconnected {
-            method: method.to_owned(),
+            method: method(),
             reason,
         };
-        let answer = conn.register(id).map_err(disconnected)?;
-        let _abandon_on_drop = Waiting { conn: &conn, id };
-        if conn.outgoing.send(frame).is_err() {
-            return Err(disconnected(conn.shared.reason()));
-        }
-        match tokio::time::timeout(timeout, answer).await {
-            Err(_) => Err(RpcError::TimedOut {
-                method: method.to_owned(),
+        // Registered before sending, so the answer cannot come first. Dropping `answer`
+        // (also when this future is dropped) abandons the call.
+        let answer = conn.register(id, timeout).map_err(disconnected)?;
+        // Synchronous: the whole frame is committed to the connection here, or none of it.
+        conn.send(frame.frame()).map_err(disconnected)?;
+        match answer.await {
+            Outcome::Answered(Ok(params)) => Ok(params),
+            Outcome::Answered(Err(message)) => Err(RpcError::Remote(message)),
+            Outcome::TimedOut => Err(RpcError::TimedOut {
+                method: method(),
                 timeout,
             }),
-            Ok(Err(_)) => Err(disconnected(conn.shared.reason())),
-            Ok(Ok(Ok(params))) => Ok(params),
-            Ok(Ok(Err(message))) => Err(RpcError::Remote(message)),
+            Outcome::Disconnected(reason) => Err(disconnected(reason)),
         }
     }
 }
 
-fn decode<R: DeserializeOwned>(method: &str, raw: &RawValue) -> Result<R, RpcError> {
+fn decode<R: DeserializeOwned>(
+    method: &(dyn Fn() -> String + Sync),
+    raw: &RawValue,
+) -> Result<R, RpcError> {
     serde_json::from_str(raw.get()).map_err(|e| RpcError::Decode {
-        method: method.to_owned(),
+        method: method(),
         detail: format!("{e}; the answer was {}", truncate(raw.get(), 200)),
     })
 }
-
 fn truncate(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
     &s[..end]
-}
-
-/// An answer: the Ok params, or the Err message.
-type Answer = Result<Box<RawValue>, String>;
-
-/// Removes a call's waiter when the call ends in any way, including by being dropped.
-struct Waiting<'a> {
-    conn: &'a Connection,
-    id: u64,
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.conn.shared.lock().waiters.remove(&self.id);
-    }
-}
-
-/// One connection: a writer task fed by a queue, and a reader task that hands answers to
-/// their waiters.
-struct Connection {
-    outgoing: mpsc::UnboundedSender<Vec<u8>>,
-    shared: Arc<Shared>,
-    reader: JoinHandle<()>,
-}
-
-#[derive(Default)]
-struct Shared {
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    waiters: HashMap<u64, oneshot::Sender<Answer>>,
-    closed: Option<String>,
-}
-
-impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Marks the connection ended; every waiter sees its call fail.
-    fn close(&self, reason: &str) {
-        let mut state = self.lock();
-        if state.closed.is_none() {
-            state.closed = Some(reason.to_owned());
-        }
-        state.waiters.clear();
-    }
-
-    fn reason(&self) -> String {
-        self.lock()
-            .closed
-            .clone()
-            .unwrap_or_else(|| "the connection ended".to_owned())
-    }
-}
-
-impl Connection {
-    fn start(stream: PipeStream, max_frame_size: usize) -> Connection {
-        let (read_half, write_half) = tokio::io::split(stream);
-        let shared = Arc::new(Shared::default());
-        let (outgoing, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_requests(write_half, queue, shared.clone()));
-        let reader = tokio::spawn(read_answers(read_half, shared.clone(), max_frame_size));
-        Connection {
-            outgoing,
-            shared,
-            reader,
-        }
-    }
-
-    fn is_open(&self) -> bool {
-        !self.outgoing.is_closed() && self.shared.lock().closed.is_none()
-    }
-
-    fn register(&self, id: u64) -> Result<oneshot::Receiver<Answer>, String> {
-        let (tx, rx) = oneshot::channel();
-        let mut state = self.shared.lock();
-        if let Some(reason) = &state.closed {
-            return Err(reason.clone());
-        }
-        state.waiters.insert(id, tx);
-        Ok(rx)
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
-async fn write_requests(
-    write_half: WriteHalf<PipeStream>,
-    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
-    shared: Arc<Shared>,
-) {
-    let mut w = BufWriter::with_capacity(64 * 1024, write_half);
-    while let Some(frame) = queue.recv().await {
-        let mut result = w.write_all(&frame).await;
-        if result.is_ok() && queue.is_empty() {
-            result = w.flush().await;
-        }
-        if let Err(e) = result {
-            shared.close(&format!("sending failed: {e}"));
-            return;
-        }
-    }
-    let _ = w.shutdown().await;
-}
-
-async fn read_answers(read_half: ReadHalf<PipeStream>, shared: Arc<Shared>, max_frame_size: usize) {
-    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-    let reason = loop {
-        let body = match read_frame(&mut reader, max_frame_size).await {
-            Ok(Some(Frame::Body(body))) => body,
-            Ok(Some(Frame::Oversize { len })) => {
-                break format!(
-                    "the server sent a {len}-byte answer, over the {max_frame_size}-byte frame limit; raise the client's max_frame_size"
-                )
-            }
-            Ok(None) => break "the server closed the connection".to_owned(),
-            Err(e) => break e.to_string(),
-        };
-        let envelope = match wire::decode_response(&body) {
-            Ok(envelope) => envelope,
-            Err(message) => break message,
-        };
-        let answer: Answer = match envelope.status {
-            Status::Ok => Ok(envelope
-                .params
-                .map(|p| p.to_owned())
-                .unwrap_or_else(null_value)),
-            Status::Err => Err(envelope.params.map_or_else(String::new, |p| {
-                serde_json::from_str::<String>(p.get()).unwrap_or_else(|_| p.get().to_owned())
-            })),
-        };
-        let mut state = shared.lock();
-        let waiter = match envelope.id {
-            Some(id) => state.waiters.remove(&id),
-            // A server without ids (pipe-rpc's own) answers in order: the oldest call.
-            None => {
-                let oldest = state.waiters.keys().min().copied();
-                oldest.and_then(|id| state.waiters.remove(&id))
-            }
-        };
-        drop(state);
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(answer);
-        }
-    };
-    tracing::debug!(%reason, "rpc connection ended");
-    shared.close(&reason);
-}
-
-fn null_value() -> Box<RawValue> {
-    Box::<RawValue>::default()
 }

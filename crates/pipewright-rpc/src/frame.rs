@@ -98,6 +98,13 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(Frame::Body(body)))
 }
 
+/// The body length of the frame at the start of `buf`, when all of it is there.
+pub(crate) fn whole_frame_len(buf: &[u8]) -> Option<usize> {
+    let header = buf.first_chunk::<HEADER_LEN>()?;
+    let len = u32::from_le_bytes(*header) as usize;
+    (buf.len() - HEADER_LEN >= len).then_some(len)
+}
+
 /// Writes `body` as one frame (header and body in a single write) and flushes.
 ///
 /// ```
@@ -152,10 +159,21 @@ impl FrameBuf {
         self.0.len() - HEADER_LEN
     }
 
-    /// Fills in the length and returns the whole frame.
-    pub(crate) fn finish(mut self) -> io::Result<Vec<u8>> {
+    /// Fills in the length; [`frame`](Self::frame) is then the whole frame.
+    pub(crate) fn seal(&mut self) -> io::Result<()> {
         let header = frame_header(self.body_len())?;
         self.0[..HEADER_LEN].copy_from_slice(&header);
+        Ok(())
+    }
+
+    /// The header (filled in by [`seal`](Self::seal)) and the body.
+    pub(crate) fn frame(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Fills in the length and returns the whole frame.
+    pub(crate) fn finish(mut self) -> io::Result<Vec<u8>> {
+        self.seal()?;
         Ok(self.0)
     }
 }

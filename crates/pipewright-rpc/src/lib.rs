@@ -75,15 +75,34 @@
 //! default; the length is checked before any buffer is allocated, and the body is skipped
 //! unread). Answers to requests whose id could not be read carry no id and come in order with
 //! the other id-less answers. A stream that ends inside a frame closes only that connection.
+//!
+//! # How calls travel
+//!
+//! One connection carries every call of a [`Client`] and its clones. A call encodes its
+//! whole frame first, then commits it to the connection in one synchronous step: it writes
+//! the frame itself when nothing else is queued and the stream takes it without blocking,
+//! and otherwise appends what is left to the connection's queue, which its writer task sends
+//! (frames of concurrent calls queued together leave in one write). Since that step never
+//! waits, dropping a call's future can never leave part of a frame on the wire.
+//!
+//! A call that is the only one in flight reads the stream itself while it waits, handing any
+//! other answer it meets to its caller; otherwise the connection's reader task reads and
+//! wakes each caller with its answer. The bytes read are kept by the connection, not by the
+//! call, so a call dropped while it reads gives the reading back without losing any byte.
+//! Deadlines are kept by the reader task as well, with one timer per connection. On the
+//! server, answers of handlers that finish at once are sent from the connection's own task,
+//! several per write when requests come in faster than one at a time.
 #![warn(missing_docs)]
 
 mod client;
+mod connection;
 pub mod demo;
 mod error;
 pub mod frame;
 mod router;
 mod server;
 mod wire;
+mod writer;
 
 pub use client::{Client, ClientOptions, DEFAULT_CALL_TIMEOUT};
 pub use error::RpcError;

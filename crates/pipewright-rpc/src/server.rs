@@ -7,15 +7,19 @@ use std::task::Poll;
 use std::time::Duration;
 
 use pipewright::{ErrorKind, Listener, PipeStream};
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter, WriteHalf};
+use tokio::io::{AsyncBufReadExt, BufReader, WriteHalf};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::frame::{read_frame, Frame, DEFAULT_MAX_FRAME_SIZE};
+use crate::frame::{read_frame, whole_frame_len, Frame, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN};
 use crate::router::{Dispatch, ReplyFuture, ReplyTo, Router};
+use crate::writer::SharedWriter;
 
 /// The default number of requests one connection may have in flight.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+
+/// The read buffer of a connection, and the most answers collected before they are sent.
+const READ_BUFFER: usize = 64 * 1024;
 
 /// Serves a [`Router`] on a [`Listener`]: many connections, each with its own limit of
 /// requests in flight, and a graceful shutdown that answers every request already read.
@@ -115,6 +119,11 @@ impl Server {
 }
 
 /// Serves one connection until the peer ends it, the framing breaks, or the server stops.
+///
+/// Requests already in the read buffer are handled one after another without reading, and
+/// the answers of handlers that finish at once are collected and sent together, in one
+/// write, when the buffer holds no further whole request. Slower handlers run in tasks of
+/// their own and send their answers when done.
 async fn serve_connection(
     stream: PipeStream,
     router: Arc<Router>,
@@ -122,63 +131,117 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let (read_half, write_half) = tokio::io::split(stream);
-    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-    let (out_tx, out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let writer = tokio::spawn(write_answers(write_half, out_rx));
+    let mut reader = BufReader::with_capacity(READ_BUFFER, read_half);
+    let writer = SharedWriter::new(write_half);
+    let writer_task = tokio::spawn(writer.clone().drive());
     let (ordered_tx, ordered_rx) = mpsc::unbounded_channel::<OrderedAnswer>();
-    let sequencer = tokio::spawn(answer_in_order(ordered_rx, out_tx.clone()));
+    let sequencer = tokio::spawn(answer_in_order(ordered_rx, writer.clone()));
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut tasks = JoinSet::new();
+    let mut ready_answers = Vec::new();
+    let send_ready = |answers: &mut Vec<u8>| {
+        if !answers.is_empty() {
+            let _ = writer.send(answers);
+            answers.clear();
+        }
+    };
+    let stop_now = stop.clone();
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stopped);
     loop {
-        let permit = tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => break,
-            p = in_flight.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
+        if *stop_now.borrow() {
+            break;
+        }
+        let whole_frame = |reader: &BufReader<_>| {
+            whole_frame_len(reader.buffer()).filter(|&len| len <= limits.max_frame_size)
         };
-        let frame = tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => break,
-            f = read_frame(&mut reader, limits.max_frame_size) => f,
-        };
-        let (id, dispatch) = match frame {
-            Ok(Some(Frame::Body(body))) => router.dispatch(&body, limits.max_frame_size),
-            Ok(Some(Frame::Oversize { len })) => {
-                let reply = ReplyTo {
-                    id: None,
-                    max_frame: limits.max_frame_size,
-                    method: String::new(),
-                };
-                let message = format!(
-                    "request frame of {len} bytes is over the {}-byte limit; it was skipped unread. Send smaller requests or raise the server's max_frame_size",
-                    limits.max_frame_size
-                );
-                (None, Dispatch::Ready(reply.err(&message)))
+        let mut buffered = whole_frame(&reader);
+        if buffered.is_none() || ready_answers.len() >= READ_BUFFER {
+            send_ready(&mut ready_answers);
+        }
+        let permit = match in_flight.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                send_ready(&mut ready_answers);
+                tokio::select! {
+                    biased;
+                    _ = &mut stopped => break,
+                    p = in_flight.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                }
             }
-            Ok(None) => break,
-            Err(e) => {
-                tracing::debug!(error = %e, "closing the connection");
-                break;
+        };
+        if reader.buffer().is_empty() {
+            let filled = tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                filled = reader.fill_buf() => filled.map(|bytes| !bytes.is_empty()),
+            };
+            match filled {
+                Ok(true) => buffered = whole_frame(&reader),
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "closing the connection");
+                    break;
+                }
+            }
+        }
+        let (id, dispatch) = if let Some(len) = buffered {
+            let frame_len = HEADER_LEN + len;
+            let dispatched = router.dispatch(
+                &reader.buffer()[HEADER_LEN..frame_len],
+                limits.max_frame_size,
+            );
+            reader.consume(frame_len);
+            dispatched
+        } else {
+            // A frame not wholly in the buffer, or over the limit.
+            let frame = tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                f = read_frame(&mut reader, limits.max_frame_size) => f,
+            };
+            match frame {
+                Ok(Some(Frame::Body(body))) => router.dispatch(&body, limits.max_frame_size),
+                Ok(Some(Frame::Oversize { len })) => {
+                    let reply = ReplyTo {
+                        id: None,
+                        max_frame: limits.max_frame_size,
+                        method: String::new(),
+                    };
+                    let message = format!(
+                        "request frame of {len} bytes is over the {}-byte limit; it was skipped unread. Send smaller requests or raise the server's max_frame_size",
+                        limits.max_frame_size
+                    );
+                    (None, Dispatch::Ready(reply.err(&message)))
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "closing the connection");
+                    break;
+                }
             }
         };
         match (id, dispatch) {
             (Some(_), Dispatch::Ready(frame)) => {
-                let _ = out_tx.send(frame);
+                ready_answers.extend_from_slice(&frame);
                 drop(permit);
             }
             (Some(_), Dispatch::Run(mut fut)) => {
                 // Most handlers finish at once: answer those here, without a task hop.
                 match poll_once(&mut fut).await {
                     Some(frame) => {
-                        let _ = out_tx.send(frame);
+                        ready_answers.extend_from_slice(&frame);
                         drop(permit);
                     }
                     None => {
-                        let out = out_tx.clone();
+                        let writer = writer.clone();
                         tasks.spawn(async move {
-                            let _ = out.send(fut.await);
+                            let _ = writer.send(&fut.await);
                             drop(permit);
                         });
                     }
@@ -193,12 +256,15 @@ async fn serve_connection(
         }
         while tasks.try_join_next().is_some() {}
     }
+    send_ready(&mut ready_answers);
     drop(ordered_tx);
-    drop(out_tx);
     drop(reader);
     let _ = sequencer.await;
     while tasks.join_next().await.is_some() {}
-    let _ = writer.await;
+    writer.close();
+    if let Ok(Some(reason)) = writer_task.await {
+        tracing::debug!(%reason, "writing answers failed");
+    }
 }
 
 /// Polls `fut` once: its output if it is ready, else `None` (to be polled again elsewhere).
@@ -218,41 +284,16 @@ struct OrderedAnswer {
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Runs id-less requests one after another and queues their answers in the same order.
+/// Runs id-less requests one after another and sends their answers in the same order.
 async fn answer_in_order(
     mut queue: mpsc::UnboundedReceiver<OrderedAnswer>,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    writer: Arc<SharedWriter<WriteHalf<PipeStream>>>,
 ) {
     while let Some(job) = queue.recv().await {
         let frame = match job.dispatch {
             Dispatch::Ready(frame) => frame,
             Dispatch::Run(fut) => fut.await,
         };
-        let _ = out.send(frame);
+        let _ = writer.send(&frame);
     }
-}
-
-/// Writes answers as they come, several per flush when they come faster than they go; ends
-/// the stream when every sender is gone.
-async fn write_answers(
-    write_half: WriteHalf<PipeStream>,
-    mut answers: mpsc::UnboundedReceiver<Vec<u8>>,
-) {
-    let mut w = BufWriter::with_capacity(64 * 1024, write_half);
-    while let Some(frame) = answers.recv().await {
-        let mut result = w.write_all(&frame).await;
-        while let (Ok(()), Ok(frame)) = (&result, answers.try_recv()) {
-            result = w.write_all(&frame).await;
-        }
-        if result.is_ok() {
-            result = w.flush().await;
-        }
-        if let Err(e) = result {
-            // The peer is gone; keep draining so senders never block, and stop writing.
-            tracing::debug!(error = %e, "writing answers failed");
-            while answers.recv().await.is_some() {}
-            return;
-        }
-    }
-    let _ = w.shutdown().await;
 }

@@ -1,6 +1,8 @@
 //! The JSON envelopes of requests and responses, encoded and decoded exactly as documented
 //! in the crate docs.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -9,6 +11,9 @@ use crate::frame::FrameBuf;
 /// What a request envelope must look like, quoted in error messages.
 pub(crate) const REQUEST_SHAPE: &str =
     r#"a request is {"method": "Name", "params": ..., "id": N (optional)}"#;
+
+/// Room reserved for an encoded body: small envelopes fit without growing the buffer.
+const TYPICAL_BODY: usize = 240;
 
 /// A request envelope, borrowing from the frame body.
 #[derive(Debug)]
@@ -35,8 +40,29 @@ struct RawRequest<'a> {
     id: Option<&'a RawValue>,
 }
 
+/// A well-formed request envelope, read in one pass.
+#[derive(Deserialize)]
+struct PlainRequest<'a> {
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+    #[serde(default)]
+    id: Option<u64>,
+}
+
 /// Reads the envelope of a request body.
 pub(crate) fn decode_request(body: &[u8]) -> Result<RequestEnvelope<'_>, BadRequest> {
+    if body.trim_ascii_start().first() == Some(&b'{') {
+        if let Ok(plain) = serde_json::from_slice::<PlainRequest<'_>>(body) {
+            return Ok(RequestEnvelope {
+                method: plain.method.into_owned(),
+                params: plain.params,
+                id: plain.id,
+            });
+        }
+    }
+    // Not well-formed: find out what is wrong, field by field.
     let raw: RawRequest<'_> = serde_json::from_slice(body).map_err(|e| BadRequest {
         message: match e.classify() {
             serde_json::error::Category::Data => {
@@ -90,7 +116,7 @@ pub(crate) fn encode_call<P: Serialize + ?Sized>(
     params: &P,
     id: Option<u64>,
 ) -> Result<FrameBuf, serde_json::Error> {
-    let mut buf = FrameBuf::with_capacity(64 + method.len());
+    let mut buf = FrameBuf::with_capacity(TYPICAL_BODY + method.len());
     let out = buf.body_mut();
     out.extend_from_slice(br#"{"method":"#);
     serde_json::to_writer(&mut *out, method)?;
@@ -106,7 +132,7 @@ pub(crate) fn encode_tagged<Q: Serialize + ?Sized>(
     request: &Q,
     id: Option<u64>,
 ) -> Result<FrameBuf, String> {
-    let mut buf = FrameBuf::with_capacity(64);
+    let mut buf = FrameBuf::with_capacity(TYPICAL_BODY);
     serde_json::to_writer(&mut *buf.body_mut(), request)
         .map_err(|e| format!("cannot encode the request: {e}"))?;
     let body = buf.body();
@@ -147,15 +173,30 @@ pub(crate) fn with_id(mut buf: FrameBuf, id: u64) -> FrameBuf {
         out.push(b',');
     }
     out.extend_from_slice(br#""id":"#);
-    out.extend_from_slice(id.to_string().as_bytes());
+    push_u64(out, id);
     out.push(b'}');
     buf
+}
+
+/// Appends `n` in decimal.
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 fn push_id_and_close(out: &mut Vec<u8>, id: Option<u64>) {
     if let Some(id) = id {
         out.extend_from_slice(br#","id":"#);
-        out.extend_from_slice(id.to_string().as_bytes());
+        push_u64(out, id);
     }
     out.push(b'}');
 }
@@ -165,7 +206,7 @@ pub(crate) fn encode_ok<R: Serialize + ?Sized>(
     value: &R,
     id: Option<u64>,
 ) -> Result<FrameBuf, serde_json::Error> {
-    let mut buf = FrameBuf::with_capacity(64);
+    let mut buf = FrameBuf::with_capacity(TYPICAL_BODY);
     let out = buf.body_mut();
     out.extend_from_slice(br#"{"status":"Ok","params":"#);
     serde_json::to_writer(&mut *out, value)?;
