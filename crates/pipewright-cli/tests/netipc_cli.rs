@@ -287,7 +287,7 @@ fn bad_arguments_are_usage_errors() {
         &["--token", "0xnope"][..],
         &["--token", "-5"][..],
         &["--method", "frobnicate"][..],
-        &["--profile", "shm"][..],
+        &["--profile", "carrier-pigeon"][..],
         &["--size", "lots", "--method", "echo"][..],
     ] {
         let o = call(&dir, "svc", args);
@@ -315,4 +315,101 @@ fn a_served_name_is_not_served_twice() {
     // The first server still answers.
     let o = call(&dir, "once", &["--value", "1"]);
     assert_eq!(stdout(&o), "2", "{}", stderr(&o));
+}
+
+/// The `.ipcshm` region files in the run directory (POSIX shared memory).
+fn region_files(dir: &RunDir) -> Vec<PathBuf> {
+    std::fs::read_dir(&dir.0)
+        .expect("read run dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ipcshm"))
+        .collect()
+}
+
+#[test]
+fn shm_profile_for_every_method_and_fallbacks() {
+    let dir = RunDir::new();
+    let shm = ["--profile", "shm", "--token", "5"];
+    let _inc = Server::start(
+        &dir,
+        "inc",
+        &[&shm[..], &["--method", "increment"]].concat(),
+    );
+    let o = call(&dir, "inc", &[&shm[..], &["--value", "41", "-v"]].concat());
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().last(), Some("42"), "{out}");
+    assert_eq!(field(&out, "selected_profile"), Some(4), "{out}");
+    assert!(out.contains("profile: SHM_"), "{out}");
+    assert!(out.contains("(shared memory)"), "{out}");
+    // A baseline client of an SHM server, and an SHM client of a baseline server.
+    let o = call(&dir, "inc", &["--token", "5", "-v"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(field(&stdout(&o), "selected_profile"), Some(1));
+    let _plain = Server::start(&dir, "plain", &["--token", "5"]);
+    let o = call(&dir, "plain", &[&shm[..], &["-v"]].concat());
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(field(&stdout(&o), "selected_profile"), Some(1));
+
+    let _rev = Server::start(
+        &dir,
+        "rev",
+        &[&shm[..], &["--method", "string-reverse"]].concat(),
+    );
+    let o = call(
+        &dir,
+        "rev",
+        &[
+            &shm[..],
+            &[
+                "--method",
+                "string-reverse",
+                "--string",
+                "shared memory",
+                "-v",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(field(&stdout(&o), "selected_profile"), Some(4));
+    assert_eq!(stdout(&o).lines().last(), Some("yromem derahs"));
+
+    let _snap = Server::start(
+        &dir,
+        "snap",
+        &[&shm[..], &["--method", "cgroups-snapshot", "--items", "3"]].concat(),
+    );
+    let o = call(
+        &dir,
+        "snap",
+        &[&shm[..], &["--method", "cgroups-snapshot", "-v"]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(field(&stdout(&o), "selected_profile"), Some(4));
+    assert_eq!(field(&stdout(&o), "items"), Some(3));
+
+    let _echo = Server::start(&dir, "echo", &[&shm[..], &["--method", "echo"]].concat());
+    for size in ["0", "40", "1MiB"] {
+        let o = call(
+            &dir,
+            "echo",
+            &[&shm[..], &["--method", "echo", "--size", size, "-v"]].concat(),
+        );
+        assert_eq!(o.status.code(), Some(0), "size {size}: {}", stderr(&o));
+        assert_eq!(field(&stdout(&o), "selected_profile"), Some(4));
+        assert!(stdout(&o).contains("echo ok: "), "{}", stdout(&o));
+    }
+    // Each server removes a session's region once its client is gone.
+    if cfg!(target_os = "linux") {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !region_files(&dir).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "regions left behind: {:?}",
+                region_files(&dir)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }

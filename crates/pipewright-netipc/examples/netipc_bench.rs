@@ -1,6 +1,6 @@
 //! Ping-pong benchmark of the netipc baseline profile (UDS SEQPACKET on Linux, named pipe
-//! on Windows): INCREMENT requests/s with p50/p99 latency, beside a raw round-trip of the
-//! same transport measured in the same run.
+//! on Windows) and the shared-memory profile: INCREMENT requests/s with p50/p99 latency,
+//! beside a raw round-trip of the same transport measured in the same run.
 //!
 //! Run: `cargo run --release -p pipewright-netipc --example netipc_bench -- [SECONDS [ROUNDS]]`
 //! (Windows under Wine: `scripts/cargo-win run --release -p pipewright-netipc --example
@@ -14,15 +14,25 @@
 //!   kernel floor;
 //! * `netipc L1`: `Session::call(INCREMENT)` against the managed server;
 //! * `netipc L2`: `Client::increment` (reconnecting, learning client) against the same server.
+//! * `raw shm`: 40-byte messages published and received through one shared-memory region
+//!   (the same region code the sessions use: `shm::platform`), an echo thread on the other
+//!   side, no session layer;
+//! * `shm L1 session`, `shm L2 async`, `shm L2 blocking`: the same INCREMENT calls over the
+//!   SHM profile (0x04) against a managed server offering it.
+//!
+//! The `vs raw` column compares each mode with the raw round-trip of its own transport.
 
+use pipewright_netipc::blocking;
 use pipewright_netipc::client::{Client, ClientConfig};
 use pipewright_netipc::codec::increment;
 use pipewright_netipc::endpoint::{self, DefaultTransport};
 use pipewright_netipc::handshake::EndpointConfig;
 use pipewright_netipc::header::method;
+use pipewright_netipc::hello::profile;
 use pipewright_netipc::managed::{ManagedConfig, ManagedServer};
 use pipewright_netipc::service::Increment;
 use pipewright_netipc::session::Session;
+use pipewright_netipc::shm::{platform, RegionParams, ShmError};
 use pipewright_netipc::transport::{PacketListener, PacketTransport};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -33,6 +43,8 @@ const TOKEN: u64 = 0x5eed;
 
 struct Stats {
     name: &'static str,
+    /// Index of the raw row this mode is compared with.
+    raw: usize,
     requests: usize,
     elapsed: Duration,
     p50: Duration,
@@ -50,6 +62,7 @@ fn summarize(name: &'static str, mut lat: Vec<Duration>, elapsed: Duration) -> S
     let pick = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
     Stats {
         name,
+        raw: 0,
         requests: lat.len(),
         elapsed,
         p50: pick(0.50),
@@ -190,6 +203,108 @@ fn netipc(dir: &Path, secs: f64) -> (Stats, Stats) {
     (l1, l2)
 }
 
+fn shm_endpoint_config() -> EndpointConfig {
+    EndpointConfig {
+        supported_profiles: profile::BASELINE | profile::SHM_HYBRID | profile::SHM_FUTEX,
+        preferred_profiles: profile::SHM_FUTEX,
+        ..endpoint_config()
+    }
+}
+
+fn raw_shm(dir: &Path, secs: f64) -> Stats {
+    let params = RegionParams {
+        run_dir: dir.to_str().expect("Unicode temp dir").to_owned(),
+        service: "rawshm".into(),
+        session_id: 1,
+        auth_token: TOKEN,
+        max_request_payload: 1024,
+        max_response_payload: 1024,
+    };
+    let regions = platform::ServerRegions::create(&params, platform::SUPPORTED_PROFILES)
+        .expect("create region");
+    let mut server = regions.select(profile::SHM_FUTEX).expect("profile 0x04");
+    let mut client = platform::attach_client(&params, profile::SHM_FUTEX, Duration::from_secs(5))
+        .expect("attach region");
+    let echo = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        loop {
+            match server.receive(&mut buf, Duration::from_millis(100)) {
+                Ok(()) if buf.len() == 1 => return,
+                Ok(()) => server.send(&buf).expect("echo"),
+                Err(ShmError::TimedOut(_)) => {}
+                Err(e) => panic!("raw shm echo: {e}"),
+            }
+        }
+    });
+    let packet = [7u8; 40];
+    let mut buf = Vec::new();
+    let stats = measure!("raw shm", secs, {
+        client.send(&packet).expect("send");
+        client
+            .receive(&mut buf, Duration::from_secs(10))
+            .expect("receive");
+        assert_eq!(buf.len(), 40);
+    });
+    client.send(&[0]).expect("stop");
+    echo.join().expect("echo thread");
+    stats
+}
+
+/// INCREMENT over the SHM profile: L1 session, L2 async client, blocking client.
+fn netipc_shm(dir: &Path, secs: f64) -> [Stats; 3] {
+    let server = blocking::ManagedServer::start(
+        dir,
+        "incshm",
+        ManagedConfig::new(shm_endpoint_config()),
+        Increment,
+    )
+    .expect("bind incshm");
+    let (l1, l2) = runtime().block_on(async {
+        let mut s = Session::connect(dir, "incshm", &shm_endpoint_config())
+            .await
+            .expect("connect");
+        assert_eq!(
+            s.shm_profile(),
+            Some(profile::SHM_FUTEX),
+            "SHM not selected"
+        );
+        let mut v = 0u64;
+        let l1 = measure!("shm L1 session", secs, {
+            let r = s
+                .call(method::INCREMENT, &increment::encode(v))
+                .await
+                .expect("call");
+            v = increment::decode(&r).expect("decode");
+        });
+        drop(s);
+        let mut c = Client::new(dir, "incshm", ClientConfig::new(shm_endpoint_config()));
+        let mut v = 0u64;
+        let l2 = measure!("shm L2 async", secs, {
+            v = c.increment(v).await.expect("increment");
+        });
+        assert_eq!(
+            c.shm_profile(),
+            Some(profile::SHM_FUTEX),
+            "SHM not selected"
+        );
+        (l1, l2)
+    });
+    let mut c = blocking::Client::new(dir, "incshm", ClientConfig::new(shm_endpoint_config()))
+        .expect("blocking client");
+    let mut v = 0u64;
+    let b = measure!("shm L2 blocking", secs, {
+        v = c.increment(v).expect("increment");
+    });
+    assert_eq!(
+        c.shm_profile(),
+        Some(profile::SHM_FUTEX),
+        "SHM not selected"
+    );
+    drop(c);
+    server.stop();
+    [l1, l2, b]
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -219,7 +334,8 @@ fn main() {
         ""
     };
     println!(
-        "netipc baseline ping-pong over {transport}{wine}, {rounds} rounds of {secs} s per mode"
+        "netipc ping-pong over {transport} and shared memory{wine}, {rounds} rounds of {secs} s \
+         per mode"
     );
     // rounds[r] = the modes of round r, in a fixed order; ratios are per round.
     let mut per_round: Vec<Vec<Stats>> = Vec::new();
@@ -232,21 +348,35 @@ fn main() {
         let (l1, l2) = netipc(&round_dir, secs);
         all.push(l1);
         all.push(l2);
+        if platform::SUPPORTED_PROFILES & profile::SHM_FUTEX != 0 {
+            let raw = all.len();
+            all.push(raw_shm(&round_dir, secs));
+            for mut st in netipc_shm(&round_dir, secs) {
+                st.raw = raw;
+                all.push(st);
+            }
+        }
         per_round.push(all);
     }
+    // The baseline L2 client is the second reference: how much SHM buys.
+    let l2 = per_round[0]
+        .iter()
+        .position(|st| st.name == "netipc L2 client")
+        .expect("L2 row");
     println!(
-        "{:<20} {:>12} {:>10} {:>10} {:>12}",
-        "mode (median)", "req/s", "p50 us", "p99 us", "vs raw"
+        "{:<20} {:>12} {:>10} {:>10} {:>12} {:>12}",
+        "mode (median)", "req/s", "p50 us", "p99 us", "vs raw", "vs base L2"
     );
     for m in 0..per_round[0].len() {
         let col = |f: &dyn Fn(&[Stats]) -> f64| median(per_round.iter().map(|r| f(r)).collect());
         println!(
-            "{:<20} {:>12.0} {:>10.1} {:>10.1} {:>11.2}x",
+            "{:<20} {:>12.0} {:>10.1} {:>10.1} {:>11.2}x {:>11.2}x",
             per_round[0][m].name,
             col(&|r| r[m].rate()),
             col(&|r| r[m].p50.as_secs_f64() * 1e6),
             col(&|r| r[m].p99.as_secs_f64() * 1e6),
-            col(&|r| r[m].rate() / r[0].rate()),
+            col(&|r| r[m].rate() / r[r[m].raw].rate()),
+            col(&|r| r[m].rate() / r[l2].rate()),
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -2,6 +2,11 @@
 //! [`ManagedServer`](crate::managed::ManagedServer) on a private tokio
 //! runtime, for programs without one. Do not call from inside a runtime.
 //!
+//! Over shared memory the blocking client is the fast path: each call
+//! publishes and waits on the region directly on the caller's thread (no
+//! hop to another thread). The runtime's single worker thread only watches
+//! the baseline connection for the session's end.
+//!
 //! ```no_run
 //! use pipewright_netipc::blocking::{Client, ManagedServer};
 //! use pipewright_netipc::client::ClientConfig;
@@ -31,6 +36,16 @@ fn runtime() -> io::Result<Runtime> {
     Builder::new_current_thread().enable_all().build()
 }
 
+/// One worker thread keeps the baseline connection's watcher running while
+/// the caller's thread blocks on the region.
+fn client_runtime() -> io::Result<Runtime> {
+    Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("netipc-client-io")
+        .enable_all()
+        .build()
+}
+
 /// A blocking L2 client on its own single-threaded runtime.
 #[derive(Debug)]
 pub struct Client {
@@ -41,10 +56,22 @@ pub struct Client {
 impl Client {
     /// A client of `service` in `run_dir`; connects on first use.
     pub fn new(run_dir: &Path, service: &str, config: ClientConfig) -> io::Result<Client> {
+        let mut inner = client::Client::new(run_dir, service, config);
+        inner.set_inline_shm(true);
         Ok(Client {
-            runtime: runtime()?,
-            inner: client::Client::new(run_dir, service, config),
+            runtime: client_runtime()?,
+            inner,
         })
+    }
+
+    /// The values of the current session, if connected.
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.inner.negotiated()
+    }
+
+    /// The shared-memory profile of the current session, if it runs over SHM.
+    pub fn shm_profile(&self) -> Option<u32> {
+        self.inner.shm_profile()
     }
 
     /// Connects now and returns the negotiated values.

@@ -10,6 +10,11 @@
 //!   response limit grows (the server learns), at most
 //!   [`MAX_OVERFLOW_RECONNECTS`] times.
 //! * A broken transport is reconnected once per call and the call retried.
+//! * When the server selects a shared-memory profile that cannot be attached,
+//!   the client drops the SHM profiles from its configuration and reconnects
+//!   on the baseline (no same-session fallback).
+//! * Over shared memory a call whose server dies or closes the session fails
+//!   within one 100 ms wait slice; a silent server fails at the call timeout.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), pipewright_netipc::client::ClientError> {
@@ -29,10 +34,10 @@ use crate::header::{method, TransportStatus};
 use crate::managed::{
     learned_limit, MAX_PAYLOAD_CAP, SERVICE_REQUEST_DEFAULT, SERVICE_RESPONSE_DEFAULT,
 };
-use crate::session::{Session, SessionError};
+use crate::session::{Session, SessionError, ALL_SHM_PROFILES};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Most reconnects one call makes because of overflows.
 pub const MAX_OVERFLOW_RECONNECTS: u32 = 8;
@@ -144,6 +149,7 @@ pub struct Client {
     service: String,
     config: ClientConfig,
     session: Option<Session<DefaultTransport>>,
+    inline_shm: bool,
 }
 
 enum Step {
@@ -159,7 +165,19 @@ impl Client {
             service: service.to_owned(),
             config,
             session: None,
+            inline_shm: false,
         }
+    }
+
+    /// Makes shared-memory waits block the calling thread (the blocking
+    /// client's fast path) instead of running on the blocking pool.
+    pub(crate) fn set_inline_shm(&mut self, inline: bool) {
+        self.inline_shm = inline;
+    }
+
+    /// The shared-memory profile of the current session, if it runs over SHM.
+    pub fn shm_profile(&self) -> Option<u32> {
+        self.session.as_ref().and_then(Session::shm_profile)
     }
 
     /// The values of the current session, if connected.
@@ -193,7 +211,7 @@ impl Client {
                 if attempt > 0 {
                     tokio::time::sleep(self.config.connect_interval).await;
                 }
-                match Session::connect(&self.run_dir, &self.service, &self.config.endpoint).await {
+                match self.open_session().await {
                     Ok(s) => {
                         self.session = Some(s);
                         break;
@@ -214,23 +232,48 @@ impl Client {
         Ok(self.session.as_mut().expect("connected above"))
     }
 
-    /// Sends one request of method `code` and returns the response payload.
-    pub async fn call(&mut self, code: u16, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
-        let timeout = self.config.call_timeout;
-        match tokio::time::timeout(timeout, self.call_inner(code, payload)).await {
-            Ok(r) => r,
-            Err(_) => {
-                self.session = None;
-                Err(ClientError::TimedOut(timeout))
+    /// One connection and handshake. A shared-memory region that cannot be
+    /// attached closes that session; the SHM profiles are then dropped from
+    /// the configuration and the client reconnects on the baseline.
+    async fn open_session(&mut self) -> Result<Session<DefaultTransport>, SessionError> {
+        let (dir, service, inline) = (&self.run_dir, &self.service, self.inline_shm);
+        match Session::connect_with(dir, service, &self.config.endpoint, inline).await {
+            Err(SessionError::ShmAttach { .. }) => {
+                let e = &mut self.config.endpoint;
+                e.supported_profiles &= !ALL_SHM_PROFILES;
+                e.preferred_profiles &= !ALL_SHM_PROFILES;
+                Session::connect_with(dir, service, e, inline).await
             }
+            other => other,
         }
     }
 
-    async fn call_inner(&mut self, code: u16, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
+    /// Sends one request of method `code` and returns the response payload.
+    pub async fn call(&mut self, code: u16, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let timeout = self.config.call_timeout;
+        let deadline = Instant::now() + timeout;
+        match tokio::time::timeout(timeout, self.call_inner(code, payload, deadline)).await {
+            Ok(Err(ClientError::Session(SessionError::DeadlineExceeded))) | Err(_) => {
+                self.session = None;
+                Err(ClientError::TimedOut(timeout))
+            }
+            Ok(r) => r,
+        }
+    }
+
+    async fn call_inner(
+        &mut self,
+        code: u16,
+        payload: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, ClientError> {
         let mut overflows = 0;
         let mut reconnected = false;
         loop {
-            match self.attempt(code, payload, &mut reconnected).await? {
+            match self
+                .attempt(code, payload, deadline, &mut reconnected)
+                .await?
+            {
                 Step::Done(v) => return Ok(v),
                 Step::Retry => {
                     overflows += 1;
@@ -246,6 +289,7 @@ impl Client {
         &mut self,
         code: u16,
         payload: &[u8],
+        deadline: Instant,
         reconnected: &mut bool,
     ) -> Result<Step, ClientError> {
         let cfg = self.config;
@@ -261,7 +305,7 @@ impl Client {
             self.session = None;
             return Ok(Step::Retry);
         }
-        match session.call(code, payload).await {
+        match session.call_until(code, payload, Some(deadline)).await {
             Ok(v) => Ok(Step::Done(v)),
             Err(SessionError::Status { status, .. })
                 if status == TransportStatus::LIMIT_EXCEEDED =>
@@ -296,7 +340,7 @@ impl Client {
                 *reconnected = true;
                 self.session = None;
                 self.ensure_session().await?;
-                Box::pin(self.attempt(code, payload, reconnected)).await
+                Box::pin(self.attempt(code, payload, deadline, reconnected)).await
             }
             Err(e) => {
                 self.session = None;

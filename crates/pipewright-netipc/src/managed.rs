@@ -26,18 +26,19 @@
 //! # }
 //! ```
 
-use crate::batch::encode_batch;
+use crate::batch::{decode_batch, encode_batch};
 use crate::endpoint::DefaultListener;
 use crate::handshake::EndpointConfig;
-use crate::header::TransportStatus;
+use crate::header::{Header, Kind, TransportStatus, FLAG_BATCH, HEADER_LEN};
 use crate::service::Service;
-use crate::session::{Request, Server, ServerConfig, ServerSession, SessionError};
+use crate::session::{Server, ServerConfig, ServerSession, SessionError};
+use crate::shm::link::{receive_message, send_message};
 use crate::transport::{PacketListener, PacketTransport};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 /// Auto-growth ceiling for a limit configured as 0 (`NIPC_MAX_PAYLOAD_CAP`).
@@ -185,6 +186,8 @@ impl<L: PacketListener> ManagedServer<L> {
         let mut stopped = self.stop.subscribe();
         let workers = Arc::new(Semaphore::new(self.shared.config.workers.max(1)));
         let mut sessions = JoinSet::new();
+        // Every shared-memory worker holds a clone until its region is gone.
+        let (shm_done, mut shm_all_done) = mpsc::channel::<()>(1);
         let result = loop {
             while sessions.try_join_next().is_some() {}
             if *stopped.borrow_and_update() {
@@ -205,17 +208,24 @@ impl<L: PacketListener> ManagedServer<L> {
             };
             let permit = workers.clone().try_acquire_owned().ok();
             let shared = self.shared.clone();
+            let done = shm_done.clone();
             sessions.spawn(async move {
                 let Ok(session) = pending.handshake().await else {
                     return;
                 };
                 if permit.is_some() {
-                    serve_session(session, &shared).await;
+                    if session.shm_profile().is_some() {
+                        serve_shm_session(session, shared, done).await;
+                    } else {
+                        serve_session(session, &shared).await;
+                    }
                 }
                 drop(permit);
             });
         };
         sessions.shutdown().await;
+        drop(shm_done);
+        while shm_all_done.recv().await.is_some() {}
         result
     }
 }
@@ -227,48 +237,91 @@ fn is_fatal_accept(e: &io::Error) -> bool {
     )
 }
 
-enum Answer {
-    Payload(Vec<u8>),
-    Batch(Vec<Vec<u8>>),
-    Status {
-        status: TransportStatus,
-        close: bool,
-    },
+/// A complete response and whether the session ends after it.
+struct Reply {
+    header: Header,
+    payload: Vec<u8>,
+    close: bool,
 }
 
-fn answer<L>(req: &Request, shared: &Shared<L>) -> Answer {
-    let service = &shared.service;
-    if service.method().is_some_and(|m| m != req.header.code) {
-        return Answer::Status {
-            status: TransportStatus::UNSUPPORTED,
-            close: false,
-        };
-    }
-    let items = match req.items() {
-        Ok(items) => items,
-        Err(_) => {
-            return Answer::Status {
-                status: TransportStatus::BAD_ENVELOPE,
-                close: true,
-            }
+impl Reply {
+    fn status(request: &Header, status: TransportStatus, close: bool) -> Reply {
+        Reply {
+            header: Header::response(request.code, request.message_id, status, 0),
+            payload: Vec::new(),
+            close,
         }
+    }
+}
+
+/// Dispatches one request to the service and builds the answer (learning a
+/// larger response limit when the answer overflows `max_response`).
+fn reply_to<L: PacketListener>(
+    request: &Header,
+    payload: &[u8],
+    shared: &Shared<L>,
+    max_response: u64,
+) -> Reply {
+    let service = &shared.service;
+    if service.method().is_some_and(|m| m != request.code) {
+        return Reply::status(request, TransportStatus::UNSUPPORTED, false);
+    }
+    let items = if request.is_batch() {
+        match decode_batch(payload, request.item_count) {
+            Ok(items) => items,
+            Err(_) => return Reply::status(request, TransportStatus::BAD_ENVELOPE, true),
+        }
+    } else {
+        vec![payload]
     };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        match service.handle(req.header.code, item) {
+        match service.handle(request.code, item) {
             Ok(v) => out.push(v),
-            Err(e) => {
-                return Answer::Status {
-                    status: e.status(),
-                    close: true,
-                }
-            }
+            Err(e) => return Reply::status(request, e.status(), true),
         }
     }
-    if req.header.is_batch() {
-        Answer::Batch(out)
+    let (header, payload) = if request.is_batch() {
+        let refs: Vec<&[u8]> = out.iter().map(Vec::as_slice).collect();
+        match encode_batch(&refs) {
+            Ok(p) if p.len() as u64 <= max_response => (
+                Header {
+                    flags: FLAG_BATCH,
+                    item_count: refs.len() as u32,
+                    ..Header::response(
+                        request.code,
+                        request.message_id,
+                        TransportStatus::OK,
+                        p.len() as u32,
+                    )
+                },
+                p,
+            ),
+            other => {
+                learn(shared, other.map_or(u64::MAX, |p| p.len() as u64));
+                return Reply::status(request, TransportStatus::LIMIT_EXCEEDED, true);
+            }
+        }
     } else {
-        Answer::Payload(out.pop().unwrap_or_default())
+        let p = out.pop().unwrap_or_default();
+        if p.len() as u64 > max_response {
+            learn(shared, p.len() as u64);
+            return Reply::status(request, TransportStatus::LIMIT_EXCEEDED, true);
+        }
+        (
+            Header::response(
+                request.code,
+                request.message_id,
+                TransportStatus::OK,
+                p.len() as u32,
+            ),
+            p,
+        )
+    };
+    Reply {
+        header,
+        payload,
+        close: false,
     }
 }
 
@@ -283,47 +336,65 @@ async fn serve_session<T: PacketTransport, L: PacketListener>(
             // Over the request limit: already answered LIMIT_EXCEEDED.
             Ok(None) | Err(_) => return,
         };
-        let sent = match answer(&req, shared) {
-            Answer::Status { status, close } => {
-                let r = session.send_response(&req.header, status, &[]).await;
-                if close {
-                    return;
-                }
-                r
-            }
-            Answer::Payload(p) if p.len() as u64 > max_response => {
-                learn(shared, p.len() as u64);
-                let _ = session
-                    .send_response(&req.header, TransportStatus::LIMIT_EXCEEDED, &[])
-                    .await;
-                return;
-            }
-            Answer::Payload(p) => {
-                session
-                    .send_response(&req.header, TransportStatus::OK, &p)
-                    .await
-            }
-            Answer::Batch(items) => {
-                let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
-                let size = encode_batch(&refs).map(|b| b.len() as u64);
-                match size {
-                    Ok(size) if size <= max_response => {
-                        session.send_batch_response(&req.header, &refs).await
-                    }
-                    other => {
-                        learn(shared, other.unwrap_or(u64::MAX));
-                        let _ = session
-                            .send_response(&req.header, TransportStatus::LIMIT_EXCEEDED, &[])
-                            .await;
-                        return;
-                    }
-                }
-            }
-        };
-        if sent.is_err() {
+        let reply = reply_to(&req.header, &req.payload, shared, max_response);
+        let sent = session.send_reply(&reply.header, &reply.payload).await;
+        if reply.close || sent.is_err() {
             return;
         }
     }
+}
+
+/// Serves a shared-memory session on a blocking-pool thread: the region is
+/// waited on in 100 ms slices; the session ends when the client's baseline
+/// connection closes or the server stops (the link's end flag). `done` is
+/// held until the region is released (unmapped and removed).
+async fn serve_shm_session<T: PacketTransport + 'static, L: PacketListener>(
+    mut session: ServerSession<T>,
+    shared: Arc<Shared<L>>,
+    done: mpsc::Sender<()>,
+) {
+    let max_response = u64::from(session.negotiated().max_response_payload_bytes);
+    let Some((mut link, limits)) = session.take_shm() else {
+        return;
+    };
+    let Some(mut peer) = link.peer.take() else {
+        return;
+    };
+    let ended = link.ended.clone();
+    let worker = tokio::task::spawn_blocking(move || {
+        let _done = done;
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            let Ok(header) = receive_message(&mut *peer, &mut buf, &ended, None) else {
+                return;
+            };
+            if header.kind != Kind::Request {
+                return;
+            }
+            if limits.check_receive(&header).is_err() {
+                let resp = Header::response(
+                    header.code,
+                    header.message_id,
+                    TransportStatus::LIMIT_EXCEEDED,
+                    0,
+                );
+                let _ = send_message(&mut *peer, &mut out, &resp, &[]);
+                return;
+            }
+            let reply = reply_to(&header, &buf[HEADER_LEN..], &shared, max_response);
+            if limits.check_send(&reply.header).is_err()
+                || send_message(&mut *peer, &mut out, &reply.header, &reply.payload).is_err()
+                || reply.close
+            {
+                return;
+            }
+        }
+    });
+    // Dropping `link` (here, or when this task is aborted on stop) sets the
+    // end flag, which ends the worker within one wait slice.
+    let _ = worker.await;
+    drop(link);
 }
 
 fn learn<L: PacketListener>(shared: &Shared<L>, needed: u64) {

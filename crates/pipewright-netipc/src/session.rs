@@ -3,6 +3,14 @@
 //! larger than the negotiated packet size are chunked transparently; batches
 //! and pipelined requests are supported.
 //!
+//! Sessions opened by name ([`Session::connect`], [`Server::bind`]) also run
+//! the platform's shared-memory profiles when both configurations offer
+//! them: the server creates the session's region before reading HELLO (and
+//! drops the SHM bits if it cannot), the client attaches after an ACK that
+//! selected SHM, and every later message travels through the region (whole,
+//! never chunked, one request at a time). The baseline connection then only
+//! tells each side when the other is gone.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), pipewright_netipc::session::SessionError> {
 //! use pipewright_netipc::codec::increment;
@@ -32,23 +40,30 @@ use crate::handshake::{
     build_hello, client_check_ack, server_decide, EndpointConfig, HandshakeError, Negotiated,
     Refusal, ReservedFieldPolicy, ServerDecision, HANDSHAKE_RECV_LEN,
 };
-use crate::header::{Header, HeaderError, Kind, TransportStatus, FLAG_BATCH};
+use crate::header::{Header, HeaderError, Kind, TransportStatus, FLAG_BATCH, HEADER_LEN};
 use crate::hello::profile;
 use crate::inflight::{InFlight, InFlightError};
 use crate::limits::{LimitError, Limits, Role};
 use crate::naming::NamingError;
+use crate::shm::link::ShmLink;
+use crate::shm::{platform, RegionParams, ShmError};
 use crate::transport::{PacketListener, PacketTransport};
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[cfg(target_os = "linux")]
 use crate::uds::{BindError, UdsListener};
 
 /// How long either side waits for the peer's handshake message.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client retries attaching the server's region
+/// (`CLIENT_SHM_ATTACH_RETRY_TIMEOUT_MS`).
+pub const SHM_ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Every shared-memory profile bit (POSIX 0x02/0x04, Windows 0x02/0x04/0x08).
+pub const ALL_SHM_PROFILES: u32 = profile::SHM_HYBRID | profile::SHM_FUTEX | profile::SHM_WAITADDR;
 
 /// Any failure of a session operation. After an error other than
 /// [`SessionError::Status`] and [`SessionError::InFlight`] with a duplicate id,
@@ -114,6 +129,27 @@ pub enum SessionError {
     /// The server selected a profile this transport cannot run.
     #[error("server selected profile {0:#x}, which this transport does not implement")]
     UnsupportedProfile(u32),
+    /// A shared-memory operation failed (e.g. a message larger than the
+    /// region's area, or a corrupted region).
+    #[error(transparent)]
+    Shm(ShmError),
+    /// The server selected a shared-memory profile but its region could not
+    /// be attached; the session is closed (the L2 client then reconnects
+    /// without the SHM profiles).
+    #[error("cannot attach the server's shared-memory region for profile {profile:#x}: {source}")]
+    ShmAttach {
+        /// The selected profile.
+        profile: u32,
+        /// Why attaching failed.
+        source: ShmError,
+    },
+    /// A shared-memory session carries one request at a time (the session
+    /// stays usable).
+    #[error("a shared-memory session carries one request at a time (no pipelining): receive the response first, or send a batch")]
+    ShmOneInFlight,
+    /// The response did not arrive before the call's deadline.
+    #[error("no response before the call deadline")]
+    DeadlineExceeded,
     /// A name could not be built.
     #[error(transparent)]
     Naming(#[from] NamingError),
@@ -137,9 +173,12 @@ fn map_io(e: io::Error) -> SessionError {
 
 /// Packet framing shared by both roles: limits, chunking, the receive buffer
 /// and the broken flag.
+/// Over shared memory the transport belongs to the region's watcher and
+/// `shm` carries the messages.
 #[derive(Debug)]
 struct Link<T> {
-    transport: T,
+    transport: Option<T>,
+    shm: Option<ShmLink>,
     negotiated: Negotiated,
     limits: Limits,
     buf: Vec<u8>,
@@ -150,13 +189,30 @@ struct Link<T> {
 impl<T: PacketTransport> Link<T> {
     fn new(transport: T, negotiated: Negotiated, role: Role) -> Link<T> {
         Link {
-            transport,
+            transport: Some(transport),
+            shm: None,
             limits: Limits::new(role, &negotiated),
             buf: vec![0; negotiated.packet_size as usize],
             negotiated,
             busy: false,
             broken: false,
         }
+    }
+
+    fn over_shm(shm: ShmLink, negotiated: Negotiated, role: Role) -> Link<T> {
+        Link {
+            transport: None,
+            shm: Some(shm),
+            limits: Limits::new(role, &negotiated),
+            buf: Vec::new(),
+            negotiated,
+            busy: false,
+            broken: false,
+        }
+    }
+
+    fn transport(&mut self) -> Result<&mut T, SessionError> {
+        self.transport.as_mut().ok_or(SessionError::Broken)
     }
 
     /// Marks the start of an operation; an operation that is dropped midway
@@ -182,9 +238,13 @@ impl<T: PacketTransport> Link<T> {
 
     async fn send(&mut self, header: &Header, payload: &[u8]) -> Result<(), SessionError> {
         self.limits.check_send(header)?;
+        if let Some(shm) = &mut self.shm {
+            return shm.send(header, payload);
+        }
         let packets = split_message(header, payload, self.negotiated.packet_size as usize)?;
+        let transport = self.transport()?;
         for p in packets {
-            self.transport
+            transport
                 .send_packet(&[&p.prefix, p.body])
                 .await
                 .map_err(map_io)?;
@@ -192,15 +252,24 @@ impl<T: PacketTransport> Link<T> {
         Ok(())
     }
 
+    /// Receives one message. `deadline` bounds shared-memory waits (baseline
+    /// callers wrap the future in a timeout instead).
     async fn recv(
         &mut self,
         mut on_header: impl FnMut(&Header) -> Result<(), SessionError>,
+        deadline: Option<Instant>,
     ) -> Result<Message, SessionError> {
-        let n = self
-            .transport
-            .recv_packet(&mut self.buf)
-            .await
-            .map_err(map_io)?;
+        if let Some(shm) = &mut self.shm {
+            let header = shm.receive(&mut self.buf, deadline).await?;
+            self.limits.check_receive(&header)?;
+            on_header(&header)?;
+            return Ok(Message {
+                header,
+                payload: self.buf[HEADER_LEN..].to_vec(),
+            });
+        }
+        let transport = self.transport.as_mut().ok_or(SessionError::Broken)?;
+        let n = transport.recv_packet(&mut self.buf).await.map_err(map_io)?;
         let packet = &self.buf[..n];
         let header = Header::decode(packet)?;
         self.limits.check_receive(&header)?;
@@ -210,11 +279,7 @@ impl<T: PacketTransport> Link<T> {
             Progress::Partial(r) => r,
         };
         loop {
-            let n = self
-                .transport
-                .recv_packet(&mut self.buf)
-                .await
-                .map_err(map_io)?;
+            let n = transport.recv_packet(&mut self.buf).await.map_err(map_io)?;
             if let Some(m) = r.push(&self.buf[..n])? {
                 return Ok(m);
             }
@@ -237,31 +302,87 @@ pub struct Session<T> {
     next_id: u64,
 }
 
+/// Where a session's shared-memory region lives (the names derive from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ShmSite {
+    run_dir: String,
+    service: String,
+}
+
+impl ShmSite {
+    fn new(run_dir: &Path, service: &str) -> Option<ShmSite> {
+        Some(ShmSite {
+            run_dir: crate::endpoint::run_dir_str(run_dir).ok()?.to_owned(),
+            service: service.to_owned(),
+        })
+    }
+
+    fn params(&self, session_id: u64, cfg: &EndpointConfig) -> RegionParams {
+        RegionParams {
+            run_dir: self.run_dir.clone(),
+            service: self.service.clone(),
+            session_id,
+            auth_token: cfg.auth_token,
+            max_request_payload: cfg.max_request_payload_bytes,
+            max_response_payload: cfg.max_response_payload_bytes,
+        }
+    }
+}
+
 impl Session<DefaultTransport> {
     /// Connects to the service over the platform's baseline transport
     /// (`{run_dir}/{service}.sock` on Linux, the service's named pipe on
-    /// Windows) and performs the handshake.
+    /// Windows) and performs the handshake. When the configuration offers
+    /// shared-memory profiles and the server selects one, the session runs
+    /// over the server's region; a region that cannot be attached is
+    /// [`SessionError::ShmAttach`] (reconnect without the SHM bits).
     pub async fn connect(
         run_dir: &Path,
         service: &str,
         config: &EndpointConfig,
     ) -> Result<Self, SessionError> {
+        Session::connect_with(run_dir, service, config, false).await
+    }
+
+    /// [`connect`](Self::connect); `inline_shm` makes shared-memory waits
+    /// block the calling thread instead of hopping to the blocking pool (for
+    /// callers that own their thread, like the blocking client).
+    pub(crate) async fn connect_with(
+        run_dir: &Path,
+        service: &str,
+        config: &EndpointConfig,
+        inline_shm: bool,
+    ) -> Result<Self, SessionError> {
         let transport = crate::endpoint::connect(run_dir, service, config.packet_size).await?;
-        Session::handshake(transport, config).await
+        let site = ShmSite::new(run_dir, service);
+        Session::handshake_at(transport, config, site.as_ref(), inline_shm).await
     }
 }
 
-impl<T: PacketTransport> Session<T> {
+impl<T: PacketTransport + 'static> Session<T> {
     /// Runs the client handshake on a connected transport. The advertised
     /// packet size is the configured one (or the transport's automatic size),
-    /// capped at what the transport can send. Only the baseline profile runs
-    /// over a packet transport: a server selecting a shared-memory profile is
-    /// an error.
-    pub async fn handshake(
+    /// capped at what the transport can send. Without a run directory and
+    /// service there is no region to attach, so only the baseline profile is
+    /// offered (use [`Session::connect`] for shared memory).
+    pub async fn handshake(transport: T, config: &EndpointConfig) -> Result<Self, SessionError> {
+        Session::handshake_at(transport, config, None, false).await
+    }
+
+    async fn handshake_at(
         mut transport: T,
         config: &EndpointConfig,
+        site: Option<&ShmSite>,
+        inline_shm: bool,
     ) -> Result<Self, SessionError> {
-        let cfg = effective_config(config, &transport);
+        let mut cfg = effective_config(config, &transport);
+        let shm_bits = if site.is_some() {
+            platform::SUPPORTED_PROFILES
+        } else {
+            0
+        };
+        cfg.supported_profiles &= profile::BASELINE | shm_bits;
+        cfg.preferred_profiles &= profile::BASELINE | shm_bits;
         let (hello, msg) = build_hello(&cfg);
         let exchange = async {
             transport.send_packet(&[&msg]).await?;
@@ -280,16 +401,37 @@ impl<T: PacketTransport> Session<T> {
             Ok(Ok(v)) => v,
         };
         let negotiated = client_check_ack(&buf[..n], &hello)?;
-        if negotiated.selected_profile != profile::BASELINE {
-            return Err(SessionError::UnsupportedProfile(
-                negotiated.selected_profile,
-            ));
-        }
+        let selected = negotiated.selected_profile;
+        let link = match site {
+            _ if selected == profile::BASELINE => Link::new(transport, negotiated, Role::Client),
+            Some(site) if selected & shm_bits != 0 => {
+                let params = site.params(negotiated.session_id, &cfg);
+                let attached = tokio::task::spawn_blocking(move || {
+                    platform::attach_client(&params, selected, SHM_ATTACH_TIMEOUT)
+                })
+                .await
+                .map_err(|e| io::Error::other(format!("attach task failed: {e}")))?;
+                let peer = attached.map_err(|source| SessionError::ShmAttach {
+                    profile: selected,
+                    source,
+                })?;
+                let shm = ShmLink::start(peer, transport, inline_shm);
+                Link::over_shm(shm, negotiated, Role::Client)
+            }
+            _ => return Err(SessionError::UnsupportedProfile(selected)),
+        };
         Ok(Session {
-            link: Link::new(transport, negotiated, Role::Client),
+            link,
             inflight: InFlight::default(),
             next_id: 1,
         })
+    }
+}
+
+impl<T: PacketTransport> Session<T> {
+    /// Whether the session runs over shared memory (and which profile).
+    pub fn shm_profile(&self) -> Option<u32> {
+        self.link.shm.as_ref().and_then(ShmLink::profile)
     }
 
     /// The agreed session parameters.
@@ -313,6 +455,9 @@ impl<T: PacketTransport> Session<T> {
         header: Header,
         payload: &[u8],
     ) -> Result<u64, SessionError> {
+        if self.link.shm.is_some() && !self.inflight.is_empty() {
+            return Err(SessionError::ShmOneInFlight);
+        }
         self.link.begin()?;
         if let Err(e) = self.inflight.insert(header.message_id) {
             self.link.busy = false;
@@ -364,20 +509,30 @@ impl<T: PacketTransport> Session<T> {
     /// the server answers). A response for an id not in flight is a protocol
     /// error.
     pub async fn recv_response(&mut self) -> Result<Message, SessionError> {
+        self.recv_response_until(None).await
+    }
+
+    async fn recv_response_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Message, SessionError> {
         self.link.begin()?;
         let inflight = &mut self.inflight;
         let r = self
             .link
-            .recv(|h| {
-                if h.kind != Kind::Response {
-                    return Err(SessionError::UnexpectedKind {
-                        expected: Kind::Response,
-                        got: h.kind,
-                    });
-                }
-                inflight.complete(h.message_id)?;
-                Ok(())
-            })
+            .recv(
+                |h| {
+                    if h.kind != Kind::Response {
+                        return Err(SessionError::UnexpectedKind {
+                            expected: Kind::Response,
+                            got: h.kind,
+                        });
+                    }
+                    inflight.complete(h.message_id)?;
+                    Ok(())
+                },
+                deadline,
+            )
             .await;
         if r.is_err() {
             self.inflight.fail_all();
@@ -385,8 +540,13 @@ impl<T: PacketTransport> Session<T> {
         self.link.end(r)
     }
 
-    async fn expect_response(&mut self, code: u16, id: u64) -> Result<Message, SessionError> {
-        let m = self.recv_response().await?;
+    async fn expect_response(
+        &mut self,
+        code: u16,
+        id: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Message, SessionError> {
+        let m = self.recv_response_until(deadline).await?;
         if m.header.message_id != id || m.header.code != code {
             self.link.broken = true;
             return Err(SessionError::Mismatch(format!(
@@ -407,8 +567,19 @@ impl<T: PacketTransport> Session<T> {
     /// Sends one request and waits for its response payload. Must not be mixed
     /// with outstanding pipelined requests.
     pub async fn call(&mut self, code: u16, payload: &[u8]) -> Result<Vec<u8>, SessionError> {
+        self.call_until(code, payload, None).await
+    }
+
+    /// [`call`](Self::call) whose shared-memory wait gives up at `deadline`
+    /// ([`SessionError::DeadlineExceeded`]).
+    pub(crate) async fn call_until(
+        &mut self,
+        code: u16,
+        payload: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>, SessionError> {
         let id = self.send_request(code, payload).await?;
-        Ok(self.expect_response(code, id).await?.payload)
+        Ok(self.expect_response(code, id, deadline).await?.payload)
     }
 
     /// Sends a batch and returns the response items (correlated by position).
@@ -418,7 +589,7 @@ impl<T: PacketTransport> Session<T> {
         items: &[&[u8]],
     ) -> Result<Vec<Vec<u8>>, SessionError> {
         let id = self.send_batch_request(code, items).await?;
-        let m = self.expect_response(code, id).await?;
+        let m = self.expect_response(code, id, None).await?;
         if !m.header.is_batch() || m.header.item_count as usize != items.len() {
             self.link.broken = true;
             return Err(SessionError::Mismatch(format!(
@@ -485,17 +656,39 @@ pub struct ServerSession<T> {
     link: Link<T>,
 }
 
-impl<T: PacketTransport> ServerSession<T> {
-    /// Runs the server handshake on a freshly accepted transport. Only the
-    /// baseline profile is offered (shared memory is not implemented here).
+impl<T: PacketTransport + 'static> ServerSession<T> {
+    /// Runs the server handshake on a freshly accepted transport. Without a
+    /// run directory and service there is no region to create, so only the
+    /// baseline profile is offered (sessions accepted by a [`Server`] made
+    /// with [`Server::bind`] also offer shared memory).
     pub async fn handshake(
-        mut transport: T,
+        transport: T,
         config: &ServerConfig,
         session_id: u64,
     ) -> Result<Self, SessionError> {
+        ServerSession::handshake_at(transport, config, session_id, None).await
+    }
+
+    /// The handshake with the profile guarantee: the region is created before
+    /// HELLO is read, with the configured limits, and the SHM bits the
+    /// region cannot serve are withdrawn.
+    async fn handshake_at(
+        mut transport: T,
+        config: &ServerConfig,
+        session_id: u64,
+        site: Option<&ShmSite>,
+    ) -> Result<Self, SessionError> {
         let mut cfg = effective_config(&config.endpoint, &transport);
-        cfg.supported_profiles &= profile::BASELINE;
-        cfg.preferred_profiles &= profile::BASELINE;
+        let wanted = cfg.supported_profiles & platform::SUPPORTED_PROFILES;
+        let regions = match site {
+            Some(site) if wanted != 0 => {
+                platform::ServerRegions::create(&site.params(session_id, &cfg), wanted).ok()
+            }
+            _ => None,
+        };
+        let available = regions.as_ref().map_or(0, |r| r.profiles());
+        cfg.supported_profiles = (cfg.supported_profiles & !ALL_SHM_PROFILES) | available;
+        cfg.preferred_profiles &= !ALL_SHM_PROFILES | available;
         let mut buf = [0u8; HANDSHAKE_RECV_LEN];
         let n =
             match tokio::time::timeout(config.handshake_timeout, transport.recv_packet(&mut buf))
@@ -507,8 +700,18 @@ impl<T: PacketTransport> ServerSession<T> {
         match server_decide(&buf[..n], &cfg, config.reserved_field_policy, session_id) {
             ServerDecision::Accept { ack, negotiated } => {
                 transport.send_packet(&[&ack]).await.map_err(map_io)?;
+                let selected = negotiated.selected_profile;
+                if selected == profile::BASELINE {
+                    return Ok(ServerSession {
+                        link: Link::new(transport, negotiated, Role::Server),
+                    });
+                }
+                let peer = regions
+                    .and_then(|r| r.select(selected))
+                    .ok_or(SessionError::UnsupportedProfile(selected))?;
+                let shm = ShmLink::start(peer, transport, false);
                 Ok(ServerSession {
-                    link: Link::new(transport, negotiated, Role::Server),
+                    link: Link::over_shm(shm, negotiated, Role::Server),
                 })
             }
             ServerDecision::Reject { ack, reason, .. } => {
@@ -525,10 +728,37 @@ impl<T: PacketTransport> ServerSession<T> {
             }),
         }
     }
+}
 
+impl<T: PacketTransport> ServerSession<T> {
     /// The agreed session parameters.
     pub fn negotiated(&self) -> &Negotiated {
         &self.link.negotiated
+    }
+
+    /// Whether the session runs over shared memory (and which profile).
+    pub fn shm_profile(&self) -> Option<u32> {
+        self.link.shm.as_ref().and_then(ShmLink::profile)
+    }
+
+    /// Takes a shared-memory session's region link and limits out (for a
+    /// server that serves the region on its own thread); `None` for a
+    /// baseline session. The session is unusable afterwards.
+    pub(crate) fn take_shm(&mut self) -> Option<(ShmLink, Limits)> {
+        let shm = self.link.shm.take()?;
+        self.link.broken = true;
+        Some((shm, self.link.limits))
+    }
+
+    /// Sends a complete response message as built by the caller.
+    pub(crate) async fn send_reply(
+        &mut self,
+        header: &Header,
+        payload: &[u8],
+    ) -> Result<(), SessionError> {
+        self.link.begin()?;
+        let r = self.link.send(header, payload).await;
+        self.link.end(r)
     }
 
     /// Receives the next request; `Ok(None)` when the client closed the
@@ -540,15 +770,18 @@ impl<T: PacketTransport> ServerSession<T> {
         let mut over_limit = None;
         let r = self
             .link
-            .recv(|h| {
-                if h.kind != Kind::Request {
-                    return Err(SessionError::UnexpectedKind {
-                        expected: Kind::Request,
-                        got: h.kind,
-                    });
-                }
-                Ok(())
-            })
+            .recv(
+                |h| {
+                    if h.kind != Kind::Request {
+                        return Err(SessionError::UnexpectedKind {
+                            expected: Kind::Request,
+                            got: h.kind,
+                        });
+                    }
+                    Ok(())
+                },
+                None,
+            )
             .await;
         let r = match r {
             Ok(m) => Ok(Some(Request {
@@ -639,6 +872,7 @@ pub struct Server<L = DefaultListener> {
     listener: L,
     config: Mutex<ServerConfig>,
     next_session_id: AtomicU64,
+    shm_site: Option<ShmSite>,
 }
 
 /// An accepted connection whose handshake has not run yet.
@@ -647,31 +881,50 @@ pub struct PendingSession<T = DefaultTransport> {
     transport: T,
     config: ServerConfig,
     session_id: u64,
+    shm_site: Option<ShmSite>,
 }
 
-impl<T: PacketTransport> PendingSession<T> {
+impl<T: PacketTransport + 'static> PendingSession<T> {
     /// The session id this connection was given.
     pub fn session_id(&self) -> u64 {
         self.session_id
     }
 
-    /// Runs the handshake.
+    /// Runs the handshake (creating the session's shared-memory region first
+    /// when the server offers SHM and knows its run directory).
     pub async fn handshake(self) -> Result<ServerSession<T>, SessionError> {
-        ServerSession::handshake(self.transport, &self.config, self.session_id).await
+        ServerSession::handshake_at(
+            self.transport,
+            &self.config,
+            self.session_id,
+            self.shm_site.as_ref(),
+        )
+        .await
     }
 }
 
 impl Server<DefaultListener> {
     /// Binds the service on the platform's baseline transport (Linux: stale
     /// recovery, mode 0600; Windows: a message-mode pipe sized for the
-    /// configured packet size).
+    /// configured packet size), then removes the stale shared-memory regions
+    /// of dead servers of this service. Sessions offer the platform's SHM
+    /// profiles when `config` supports them.
     pub fn bind(
         run_dir: &Path,
         service: &str,
         config: ServerConfig,
     ) -> Result<Server, SessionError> {
         let listener = crate::endpoint::bind(run_dir, service, config.endpoint.packet_size)?;
-        Ok(Server::with_listener(listener, config))
+        let shm_site = ShmSite::new(run_dir, service);
+        if let Some(site) = &shm_site {
+            // Best effort: a file that cannot be removed only costs its name
+            // (its session id is then served without SHM).
+            let _ = platform::remove_stale_regions(&site.run_dir, &site.service);
+        }
+        Ok(Server {
+            shm_site,
+            ..Server::with_listener(listener, config)
+        })
     }
 }
 
@@ -690,6 +943,7 @@ impl<L: PacketListener> Server<L> {
             listener,
             config: Mutex::new(config),
             next_session_id: AtomicU64::new(1),
+            shm_site: None,
         }
     }
 
@@ -716,6 +970,7 @@ impl<L: PacketListener> Server<L> {
             transport,
             config: self.config(),
             session_id: self.next_session_id.fetch_add(1, Ordering::Relaxed),
+            shm_site: self.shm_site.clone(),
         })
     }
 

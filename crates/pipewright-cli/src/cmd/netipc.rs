@@ -58,7 +58,8 @@ pub enum MethodArg {
 pub enum ProfileArg {
     /// UDS SEQPACKET (Linux) or named pipe (Windows), profile 0x01.
     Baseline,
-    /// Shared memory (profiles 0x02/0x04).
+    /// Shared memory: offer and prefer profiles 0x04 and 0x02 (POSIX: one region
+    /// file per session in the run directory), with the baseline as fallback.
     Shm,
 }
 
@@ -147,23 +148,32 @@ pub async fn run(a: NetipcArgs, verbose: u8) -> u8 {
     }
 }
 
-fn check_profile(c: &Common, who: &str) -> Result<(), u8> {
-    match c.profile {
-        ProfileArg::Baseline => Ok(()),
-        ProfileArg::Shm => {
-            eprintln!(
-                "pipewright netipc {who}: the shared-memory profiles are not available in this \
-                 build; use --profile baseline"
-            );
-            Err(exit::USAGE)
-        }
+/// The profile bits `--profile` offers and prefers.
+fn profiles(p: ProfileArg) -> (u32, u32) {
+    let shm = profile::SHM_HYBRID | profile::SHM_FUTEX;
+    match p {
+        ProfileArg::Baseline => (profile::BASELINE, profile::BASELINE),
+        ProfileArg::Shm => (profile::BASELINE | shm, shm),
+    }
+}
+
+/// A profile bit by name, e.g. `SHM_FUTEX (shared memory)`.
+fn profile_name(bit: u32) -> &'static str {
+    match bit {
+        profile::BASELINE if cfg!(windows) => "BASELINE (named pipe)",
+        profile::BASELINE => "BASELINE (UDS SEQPACKET)",
+        profile::SHM_HYBRID => "SHM_HYBRID (shared memory)",
+        profile::SHM_FUTEX if cfg!(windows) => "SHM_BUSYWAIT (shared memory)",
+        profile::SHM_FUTEX => "SHM_FUTEX (shared memory)",
+        _ => "unknown",
     }
 }
 
 fn endpoint(c: &Common) -> EndpointConfig {
+    let (supported_profiles, preferred_profiles) = profiles(c.profile);
     EndpointConfig {
-        supported_profiles: profile::BASELINE,
-        preferred_profiles: profile::BASELINE,
+        supported_profiles,
+        preferred_profiles,
         max_request_payload_bytes: c.max_request,
         max_response_payload_bytes: c.max_response,
         auth_token: c.token,
@@ -211,9 +221,6 @@ fn session_exit(e: &SessionError) -> u8 {
 
 async fn serve(a: ServeArgs) -> u8 {
     let c = &a.common;
-    if let Err(code) = check_profile(c, "serve") {
-        return code;
-    }
     let mut endpoint = endpoint(c);
     if c.method == MethodArg::Echo && c.max_response == 0 {
         // An echo answers with the request's size.
@@ -264,8 +271,12 @@ async fn serve(a: ServeArgs) -> u8 {
         .to_possible_value()
         .map(|v| v.get_name().to_owned())
         .unwrap_or_default();
+    let offered = match c.profile {
+        ProfileArg::Baseline => "baseline",
+        ProfileArg::Shm => "shm+baseline",
+    };
     println!(
-        "listening on {address} (method {method}, token {:#x}, workers {})",
+        "listening on {address} (method {method}, token {:#x}, workers {}, profiles {offered})",
         c.token, a.workers
     );
     let _ = std::io::stdout().flush();
@@ -287,6 +298,7 @@ async fn serve(a: ServeArgs) -> u8 {
 fn print_negotiated(n: &Negotiated) {
     println!("session_id: {}", n.session_id);
     println!("selected_profile: {:#04x}", n.selected_profile);
+    println!("profile: {}", profile_name(n.selected_profile));
     println!("packet_size: {}", n.packet_size);
     println!("max_request_payload_bytes: {}", n.max_request_payload_bytes);
     println!("max_request_batch_items: {}", n.max_request_batch_items);
@@ -311,9 +323,6 @@ fn client_exit(e: &ClientError) -> u8 {
 
 async fn call(a: CallArgs, verbose: bool) -> u8 {
     let c = &a.common;
-    if let Err(code) = check_profile(c, "call") {
-        return code;
-    }
     if let Err(e) = pipewright_netipc::naming::validate_service_name(&c.service) {
         eprintln!("pipewright netipc call: {e}");
         return exit::USAGE;

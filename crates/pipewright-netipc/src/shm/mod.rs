@@ -1,3 +1,8 @@
+// CONTRACT CHANGE: every platform module also provides
+//   `pub fn remove_stale_regions(run_dir: &str, service: &str) -> Result<usize, ShmError>`
+// (the startup scan a server runs at bind; returns how many stale objects it
+// removed). On Windows kernel objects die with their handles, so it is
+// `Ok(0)`. The session layer calls it through `crate::shm::platform`.
 //! Shared-memory profiles: a per-session region with one request area and
 //! one response area, each carrying one complete message (32-byte header +
 //! payload, never chunked) at a time. The baseline connection stays open for
@@ -27,6 +32,22 @@
 
 use std::io;
 use std::time::Duration;
+
+pub(crate) mod link;
+#[cfg(target_os = "linux")]
+pub mod posix;
+#[cfg(target_os = "linux")]
+pub use posix as platform;
+#[cfg(not(any(target_os = "linux", windows)))]
+pub mod unsupported;
+#[cfg(not(any(target_os = "linux", windows)))]
+pub use unsupported as platform;
+
+#[cfg(windows)]
+pub mod windows;
+#[cfg(windows)]
+pub use windows as platform;
+pub mod windows_layout;
 
 /// What identifies and sizes one session's region.
 #[derive(Debug, Clone, PartialEq, Eq)]
