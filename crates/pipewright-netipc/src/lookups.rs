@@ -23,6 +23,7 @@ use std::marker::PhantomData;
 use crate::client::{Client, ClientError};
 use crate::codec::apps_lookup::{self, AppInfo, PidStatus};
 use crate::codec::cgroups_lookup::{self, CgroupInfo, Status};
+use crate::codec::lookup::{LookupItem, LookupResponse};
 use crate::codec::CodecError;
 use crate::header::method;
 use crate::service::{Service, ServiceError};
@@ -36,7 +37,7 @@ pub trait LookupMethod: Send + Sync + 'static {
     /// The request key.
     type Key: Clone + Send + Sync;
     /// The response item.
-    type Item: Clone + Send + Sync;
+    type Item: LookupItem + Clone + Send + Sync;
     /// The method code.
     const METHOD: u16;
     /// Bytes the smallest item (a status-only placeholder) takes in a
@@ -46,16 +47,25 @@ pub trait LookupMethod: Send + Sync + 'static {
     fn encode_request(keys: &[Self::Key]) -> Result<Vec<u8>, CodecError>;
     /// Decodes a request.
     fn decode_request(payload: &[u8]) -> Result<Vec<Self::Key>, CodecError>;
-    /// Encodes a response.
-    fn encode_response(generation: u64, items: &[Self::Item]) -> Result<Vec<u8>, CodecError>;
-    /// Decodes a response into its generation and items.
-    fn decode_response(payload: &[u8]) -> Result<(u64, Vec<Self::Item>), CodecError>;
     /// The item for a key that did not fit this response.
     fn exceeded(key: &Self::Key) -> Self::Item;
     /// The item for a key whose answer cannot fit any response.
     fn oversized(key: &Self::Key) -> Self::Item;
-    /// Whether the item marks the start of the suffix to ask again for.
-    fn is_exceeded(item: &Self::Item) -> bool;
+
+    /// Encodes a response.
+    fn encode_response(generation: u64, items: &[Self::Item]) -> Result<Vec<u8>, CodecError> {
+        LookupResponse {
+            generation,
+            items: items.to_vec(),
+        }
+        .encode()
+    }
+
+    /// Decodes a response into its generation and items.
+    fn decode_response(payload: &[u8]) -> Result<(u64, Vec<Self::Item>), CodecError> {
+        let r = LookupResponse::<Self::Item>::decode(payload)?;
+        Ok((r.generation, r.items))
+    }
 }
 
 /// CGROUPS_LOOKUP: keys are cgroup paths.
@@ -77,25 +87,11 @@ impl LookupMethod for CgroupsLookup {
     fn decode_request(payload: &[u8]) -> Result<Vec<Vec<u8>>, CodecError> {
         Ok(cgroups_lookup::Request::decode(payload)?.paths)
     }
-    fn encode_response(generation: u64, items: &[CgroupInfo]) -> Result<Vec<u8>, CodecError> {
-        cgroups_lookup::LookupResponse {
-            generation,
-            items: items.to_vec(),
-        }
-        .encode()
-    }
-    fn decode_response(payload: &[u8]) -> Result<(u64, Vec<CgroupInfo>), CodecError> {
-        let r = cgroups_lookup::LookupResponse::decode(payload)?;
-        Ok((r.generation, r.items))
-    }
     fn exceeded(_: &Vec<u8>) -> CgroupInfo {
         CgroupInfo::unknown(Status::PayloadExceeded)
     }
     fn oversized(_: &Vec<u8>) -> CgroupInfo {
         CgroupInfo::unknown(Status::OversizedItem)
-    }
-    fn is_exceeded(item: &CgroupInfo) -> bool {
-        item.status == Status::PayloadExceeded
     }
 }
 
@@ -118,25 +114,11 @@ impl LookupMethod for AppsLookup {
     fn decode_request(payload: &[u8]) -> Result<Vec<u32>, CodecError> {
         Ok(apps_lookup::Request::decode(payload)?.pids)
     }
-    fn encode_response(generation: u64, items: &[AppInfo]) -> Result<Vec<u8>, CodecError> {
-        apps_lookup::LookupResponse {
-            generation,
-            items: items.to_vec(),
-        }
-        .encode()
-    }
-    fn decode_response(payload: &[u8]) -> Result<(u64, Vec<AppInfo>), CodecError> {
-        let r = apps_lookup::LookupResponse::decode(payload)?;
-        Ok((r.generation, r.items))
-    }
     fn exceeded(pid: &u32) -> AppInfo {
         AppInfo::unknown(*pid, PidStatus::PayloadExceeded)
     }
     fn oversized(pid: &u32) -> AppInfo {
         AppInfo::unknown(*pid, PidStatus::OversizedItem)
-    }
-    fn is_exceeded(item: &AppInfo) -> bool {
-        item.status == PidStatus::PayloadExceeded
     }
 }
 
@@ -292,7 +274,7 @@ pub async fn call_stitched<M: LookupMethod>(
                 generation.unwrap_or_default()
             )));
         }
-        match got.iter().position(M::is_exceeded) {
+        match got.iter().position(LookupItem::is_payload_exceeded) {
             None if asked.len() == rest.len() => {
                 items.extend(got);
                 return Ok((g, items));
@@ -376,7 +358,10 @@ mod tests {
         let reply = svc.handle(method::CGROUPS_LOOKUP, &req).unwrap();
         assert!(reply.len() <= limit, "{} bytes over {limit}", reply.len());
         let items = CgroupsLookup::decode_response(&reply).unwrap().1;
-        let k = items.iter().position(CgroupsLookup::is_exceeded).unwrap();
+        let k = items
+            .iter()
+            .position(LookupItem::is_payload_exceeded)
+            .unwrap();
         assert!(k > 0);
         assert!(items[..k].iter().all(|i| i.status == Status::Known));
         assert!(items[k..]

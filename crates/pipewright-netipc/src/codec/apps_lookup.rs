@@ -17,8 +17,8 @@
 //! ```
 
 use super::lookup::{
-    decode_envelope, decode_item_body, encode_envelope, encode_item_body, generation_tail,
-    request_tail_ok, tail_generation, Label, LAYOUT_VERSION,
+    self, decode_envelope, decode_item_body, encode_envelope, encode_item_body, request_tail_ok,
+    Label, LookupItem, LAYOUT_VERSION,
 };
 use super::{expect, need, CodecError};
 use crate::bytes::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
@@ -194,8 +194,16 @@ impl AppInfo {
             labels: Vec::new(),
         }
     }
+}
 
-    fn encode(&self) -> Result<Vec<u8>, CodecError> {
+impl LookupItem for AppInfo {
+    const RESPONSE: &'static str = RESP;
+
+    fn is_payload_exceeded(&self) -> bool {
+        self.status == PidStatus::PayloadExceeded
+    }
+
+    fn encode_item(&self) -> Result<Vec<u8>, CodecError> {
         if self.comm.len() > MAX_COMM_LEN as usize {
             return Err(CodecError::TooLarge {
                 what: ITEM,
@@ -227,7 +235,7 @@ impl AppInfo {
         Ok(out)
     }
 
-    fn decode(item: &[u8]) -> Result<AppInfo, CodecError> {
+    fn decode_item(item: &[u8]) -> Result<AppInfo, CodecError> {
         need(ITEM, item, ITEM_HEADER_LEN)?;
         expect(
             ITEM,
@@ -274,47 +282,7 @@ impl AppInfo {
 }
 
 /// A lookup response: one item per requested pid, in request order.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LookupResponse {
-    /// The provider's generation; sub-responses stitched together must match.
-    pub generation: u64,
-    /// The items.
-    pub items: Vec<AppInfo>,
-}
-
-impl LookupResponse {
-    /// Encodes the response.
-    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        let items = self
-            .items
-            .iter()
-            .map(AppInfo::encode)
-            .collect::<Result<Vec<_>, _>>()?;
-        encode_envelope(RESP, generation_tail(self.generation), &items)
-    }
-
-    /// Strict decode.
-    pub fn decode(payload: &[u8]) -> Result<LookupResponse, CodecError> {
-        let env = decode_envelope(RESP, payload)?;
-        let items = env
-            .items
-            .into_iter()
-            .map(AppInfo::decode)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(LookupResponse {
-            generation: tail_generation(env.tail),
-            items,
-        })
-    }
-
-    /// The index of the first item the server could not fit: the client asks
-    /// again for the pids from there on.
-    pub fn exceeded_from(&self) -> Option<usize> {
-        self.items
-            .iter()
-            .position(|i| i.status == PidStatus::PayloadExceeded)
-    }
-}
+pub type LookupResponse = lookup::LookupResponse<AppInfo>;
 
 #[cfg(test)]
 mod tests {

@@ -16,8 +16,8 @@
 //! ```
 
 use super::lookup::{
-    decode_envelope, decode_item_body, encode_envelope, encode_item_body, generation_tail,
-    request_tail_ok, tail_generation, Label, LAYOUT_VERSION,
+    self, decode_envelope, decode_item_body, encode_envelope, encode_item_body, request_tail_ok,
+    Label, LookupItem, LAYOUT_VERSION,
 };
 use super::{expect, need, CodecError};
 use crate::bytes::{get_u16, get_u32, put_u16, put_u32};
@@ -165,8 +165,16 @@ impl CgroupInfo {
             labels: Vec::new(),
         }
     }
+}
 
-    fn encode(&self) -> Result<Vec<u8>, CodecError> {
+impl LookupItem for CgroupInfo {
+    const RESPONSE: &'static str = RESP;
+
+    fn is_payload_exceeded(&self) -> bool {
+        self.status == Status::PayloadExceeded
+    }
+
+    fn encode_item(&self) -> Result<Vec<u8>, CodecError> {
         let (mut out, offs) = encode_item_body(
             ITEM,
             ITEM_HEADER_LEN,
@@ -184,7 +192,7 @@ impl CgroupInfo {
         Ok(out)
     }
 
-    fn decode(item: &[u8]) -> Result<CgroupInfo, CodecError> {
+    fn decode_item(item: &[u8]) -> Result<CgroupInfo, CodecError> {
         need(ITEM, item, ITEM_HEADER_LEN)?;
         expect(
             ITEM,
@@ -215,48 +223,7 @@ impl CgroupInfo {
 }
 
 /// A lookup response: one item per requested path, in request order.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LookupResponse {
-    /// The provider's generation; sub-responses stitched together must match.
-    pub generation: u64,
-    /// The items.
-    pub items: Vec<CgroupInfo>,
-}
-
-impl LookupResponse {
-    /// Encodes the response.
-    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        let items = self
-            .items
-            .iter()
-            .map(CgroupInfo::encode)
-            .collect::<Result<Vec<_>, _>>()?;
-        encode_envelope(RESP, generation_tail(self.generation), &items)
-    }
-
-    /// Strict decode.
-    pub fn decode(payload: &[u8]) -> Result<LookupResponse, CodecError> {
-        let env = decode_envelope(RESP, payload)?;
-        let items = env
-            .items
-            .into_iter()
-            .map(CgroupInfo::decode)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(LookupResponse {
-            generation: tail_generation(env.tail),
-            items,
-        })
-    }
-
-    /// The index of the first item the server could not fit
-    /// ([`Status::PayloadExceeded`]): the client asks again for the paths from
-    /// there on.
-    pub fn exceeded_from(&self) -> Option<usize> {
-        self.items
-            .iter()
-            .position(|i| i.status == Status::PayloadExceeded)
-    }
-}
+pub type LookupResponse = lookup::LookupResponse<CgroupInfo>;
 
 #[cfg(test)]
 mod tests {

@@ -47,6 +47,69 @@ impl Label {
     }
 }
 
+/// A lookup response item: how it travels, and whether it marks the suffix
+/// the server could not fit.
+pub trait LookupItem: Sized {
+    /// Names the response in errors, e.g. `"CGROUPS_LOOKUP response"`.
+    const RESPONSE: &'static str;
+    /// Encodes the item (header, strings, labels).
+    fn encode_item(&self) -> Result<Vec<u8>, CodecError>;
+    /// Strictly decodes one item.
+    fn decode_item(item: &[u8]) -> Result<Self, CodecError>;
+    /// Whether the item is a `PAYLOAD_EXCEEDED` placeholder.
+    fn is_payload_exceeded(&self) -> bool;
+}
+
+/// A lookup response: one item per requested key, in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupResponse<I> {
+    /// The provider's generation; sub-responses stitched together must match.
+    pub generation: u64,
+    /// The items.
+    pub items: Vec<I>,
+}
+
+impl<I> Default for LookupResponse<I> {
+    fn default() -> Self {
+        LookupResponse {
+            generation: 0,
+            items: Vec::new(),
+        }
+    }
+}
+
+impl<I: LookupItem> LookupResponse<I> {
+    /// Encodes the response.
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        let items = self
+            .items
+            .iter()
+            .map(I::encode_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        encode_envelope(I::RESPONSE, generation_tail(self.generation), &items)
+    }
+
+    /// Strict decode.
+    pub fn decode(payload: &[u8]) -> Result<LookupResponse<I>, CodecError> {
+        let env = decode_envelope(I::RESPONSE, payload)?;
+        let items = env
+            .items
+            .into_iter()
+            .map(I::decode_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LookupResponse {
+            generation: tail_generation(env.tail),
+            items,
+        })
+    }
+
+    /// The index of the first item the server could not fit
+    /// (`PAYLOAD_EXCEEDED`): the client asks again for the keys from there on.
+    pub fn exceeded_from(&self) -> Option<usize> {
+        self.items.iter().position(I::is_payload_exceeded)
+    }
+}
+
 fn too_large(what: &'static str, field: &'static str, value: usize) -> CodecError {
     CodecError::TooLarge {
         what,
@@ -153,14 +216,14 @@ pub(crate) fn request_tail_ok(what: &'static str, tail: [u8; 8]) -> Result<(), C
 }
 
 /// The response header's generation.
-pub(crate) fn generation_tail(generation: u64) -> [u8; 8] {
+fn generation_tail(generation: u64) -> [u8; 8] {
     let mut t = [0u8; 8];
     put_u64(&mut t, 0, generation);
     t
 }
 
 /// The generation in a response header tail.
-pub(crate) fn tail_generation(tail: [u8; 8]) -> u64 {
+fn tail_generation(tail: [u8; 8]) -> u64 {
     get_u64(&tail, 0)
 }
 
