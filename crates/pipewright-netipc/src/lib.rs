@@ -30,8 +30,6 @@ pub mod service;
 pub mod session;
 pub mod shm;
 pub mod shm_layout;
-#[cfg(any(target_os = "linux", windows))]
-mod sys;
 pub mod transport;
 #[cfg(target_os = "linux")]
 pub mod uds;

@@ -21,8 +21,8 @@
 //! # Ok(()) }
 //! ```
 
-use crate::sys;
 use crate::transport::PacketTransport;
+use pipewright::os as sys;
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::fs::{File, Permissions};
 use std::io::{self, IoSlice};

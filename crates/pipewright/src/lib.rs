@@ -82,6 +82,35 @@ pub mod baseline {
     }
 }
 
+/// Operating-system primitives for protocols that go beyond pipes and sockets (netipc's
+/// shared-memory profiles and SEQPACKET transport): shared file mappings with atomic access,
+/// wait words and named events, and the few calls around them. Safe wrappers; every `unsafe`
+/// block stays in this crate's `sys` folders.
+///
+/// ```
+/// # #[cfg(target_os = "linux")]
+/// # fn demo() -> std::io::Result<()> {
+/// let file = tempfile_like()?;
+/// pipewright::os::fallocate(&file, 4096)?;
+/// let map = pipewright::os::SharedMapping::map(&file, 4096)?;
+/// map.u32_at(0).store(7, std::sync::atomic::Ordering::Release);
+/// assert_eq!(map.u32_at(0).load(std::sync::atomic::Ordering::Acquire), 7);
+/// # Ok(()) }
+/// # #[cfg(target_os = "linux")]
+/// # fn tempfile_like() -> std::io::Result<std::fs::File> {
+/// #     let path = std::env::temp_dir().join(format!("pw-os-doc-{}", std::process::id()));
+/// #     let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+/// #     std::fs::remove_file(&path)?;
+/// #     Ok(f)
+/// # }
+/// # #[cfg(target_os = "linux")]
+/// # demo().unwrap();
+/// ```
+#[cfg(any(target_os = "linux", windows))]
+pub mod os {
+    pub use crate::sys::os::*;
+}
+
 /// Platform facts useful to tests and tools.
 pub mod platform {
     /// Whether this program runs under Wine (always `false` off Windows). Wine 8 does not

@@ -33,7 +33,7 @@ use super::{RegionParams, ShmError, ShmPeer};
 use crate::hello::profile;
 use crate::naming;
 use crate::shm_layout::{PosixShmHeader, RegionLayout, SHM_HEADER_LEN, SHM_MAGIC};
-use crate::sys::{self, SharedMapping};
+use pipewright::os::{self as sys, SharedMapping};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};

@@ -44,7 +44,7 @@ use super::windows_layout::{
 use super::{RegionParams, ShmError, ShmPeer};
 use crate::naming::{windows_shm_names, WindowsShmNames};
 use crate::shm_layout::RegionLayout;
-use crate::sys::{self, Created};
+use pipewright::os::{self as sys, Created};
 
 /// The SHM profiles this platform implements: 0x02 HYBRID and 0x04 BUSYWAIT.
 ///

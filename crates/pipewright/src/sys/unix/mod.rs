@@ -3,6 +3,8 @@
 pub(crate) mod baseline;
 mod framing;
 mod listener;
+#[cfg(target_os = "linux")]
+pub(crate) mod os;
 mod stream;
 
 use std::io;

@@ -3,6 +3,7 @@
 pub(crate) mod baseline;
 mod iocp;
 mod listener;
+pub(crate) mod os;
 mod pipe;
 mod security;
 mod stream;

@@ -8,10 +8,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// `recv(fd, buf, len, MSG_TRUNC)` on a SEQPACKET socket: receives one packet
 /// into `buf` and returns the packet's real length, which exceeds `buf.len()`
 /// when the packet did not fit (Linux reports the full length with MSG_TRUNC).
-pub(crate) fn recv_packet_reporting_truncation(
-    fd: BorrowedFd<'_>,
-    buf: &mut [u8],
-) -> io::Result<usize> {
+pub fn recv_packet_reporting_truncation(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is a live, exclusively borrowed slice, so the kernel may
     // write up to `buf.len()` bytes at `buf.as_mut_ptr()` (MSG_TRUNC does not
     // make it write more than `len`); `fd` is a valid open descriptor borrowed
@@ -33,12 +30,12 @@ pub(crate) fn recv_packet_reporting_truncation(
 
 /// Registers an owned socket with the current tokio reactor. Fails (instead
 /// of panicking) when called outside a tokio runtime.
-pub(crate) fn register_socket(
+pub fn register_socket(
     sock: socket2::Socket,
 ) -> io::Result<tokio::io::unix::AsyncFd<socket2::Socket>> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(io::Error::other(
-            "netipc sockets must be created inside a tokio runtime",
+            "sockets must be registered inside a tokio runtime",
         ));
     }
     // SAFETY: `socket2::Socket` owns its descriptor: `as_raw_fd()` always
@@ -51,7 +48,7 @@ pub(crate) fn register_socket(
 /// A read-write `MAP_SHARED` mapping of a whole file (a shared-memory
 /// region). Accessors are bounds-checked; the mapping is unmapped on drop.
 #[derive(Debug)]
-pub(crate) struct SharedMapping {
+pub struct SharedMapping {
     ptr: std::ptr::NonNull<u8>,
     len: usize,
 }
@@ -67,7 +64,7 @@ unsafe impl Sync for SharedMapping {}
 
 impl SharedMapping {
     /// Maps the first `len` bytes of `file` (opened read-write) shared.
-    pub(crate) fn map(file: &std::fs::File, len: usize) -> io::Result<SharedMapping> {
+    pub fn map(file: &std::fs::File, len: usize) -> io::Result<SharedMapping> {
         if len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -96,8 +93,13 @@ impl SharedMapping {
     }
 
     /// The mapped length in bytes.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether the mapping has no bytes (never: empty mappings are refused).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn check(&self, off: usize, size: usize, align: usize) {
@@ -110,7 +112,7 @@ impl SharedMapping {
     }
 
     /// The 32-bit word at `off` (4-aligned, inside the mapping).
-    pub(crate) fn u32_at(&self, off: usize) -> &std::sync::atomic::AtomicU32 {
+    pub fn u32_at(&self, off: usize) -> &std::sync::atomic::AtomicU32 {
         self.check(off, 4, 4);
         // SAFETY: bounds and alignment checked above (the mapping itself is
         // page-aligned); the pointee lives as long as `self` (unmapped only
@@ -126,7 +128,7 @@ impl SharedMapping {
     }
 
     /// The 64-bit word at `off` (8-aligned, inside the mapping).
-    pub(crate) fn u64_at(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+    pub fn u64_at(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
         self.check(off, 8, 8);
         // SAFETY: as in `u32_at`, for an 8-aligned 8-byte word.
         unsafe {
@@ -139,7 +141,7 @@ impl SharedMapping {
     }
 
     /// Copies `data` into the mapping at `off`.
-    pub(crate) fn write(&self, off: usize, data: &[u8]) {
+    pub fn write(&self, off: usize, data: &[u8]) {
         self.check(off, data.len(), 1);
         // SAFETY: the destination range is inside the mapping (checked) and
         // cannot overlap `data`, which is a Rust-owned slice outside it or a
@@ -151,7 +153,7 @@ impl SharedMapping {
     }
 
     /// Copies `out.len()` bytes from the mapping at `off` into `out`.
-    pub(crate) fn read(&self, off: usize, out: &mut [u8]) {
+    pub fn read(&self, off: usize, out: &mut [u8]) {
         self.check(off, out.len(), 1);
         // SAFETY: the source range is inside the mapping (checked) and `out`
         // is an exclusively borrowed Rust slice, so the ranges do not overlap.
@@ -175,7 +177,7 @@ impl Drop for SharedMapping {
 /// process-private) futex word: sleeps while `*word == expected`, at most
 /// `timeout`. Returns `Ok(true)` when woken or the value had already changed
 /// (or on a signal), `Ok(false)` on timeout.
-pub(crate) fn futex_wait(
+pub fn futex_wait(
     word: &std::sync::atomic::AtomicU32,
     expected: u32,
     timeout: std::time::Duration,
@@ -210,7 +212,7 @@ pub(crate) fn futex_wait(
 }
 
 /// `futex(word, FUTEX_WAKE, n)` on a shared futex word.
-pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, n: i32) {
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32, n: i32) {
     // SAFETY: `word` is a live, 4-aligned u32; FUTEX_WAKE does not access
     // memory besides looking up waiters keyed by the word's address.
     unsafe {
@@ -219,7 +221,7 @@ pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, n: i32) {
 }
 
 /// `fallocate(fd, 0, 0, len)`, retried on EINTR.
-pub(crate) fn fallocate(file: &std::fs::File, len: u64) -> io::Result<()> {
+pub fn fallocate(file: &std::fs::File, len: u64) -> io::Result<()> {
     let len = libc::off_t::try_from(len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "region too large"))?;
     loop {
@@ -238,7 +240,7 @@ pub(crate) fn fallocate(file: &std::fs::File, len: u64) -> io::Result<()> {
 
 /// Whether a process with this pid exists (`kill(pid, 0)` succeeds or fails
 /// with EPERM).
-pub(crate) fn process_exists(pid: i32) -> bool {
+pub fn process_exists(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
@@ -250,7 +252,7 @@ pub(crate) fn process_exists(pid: i32) -> bool {
 
 /// `(u32)(CLOCK_MONOTONIC tv_sec ^ (tv_nsec >> 10))`, the region owner's
 /// generation (never 0).
-pub(crate) fn monotonic_generation() -> u32 {
+pub fn monotonic_generation() -> u32 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -19,7 +19,8 @@ use windows_sys::Win32::System::Threading::{
 };
 
 /// What a create call found.
-pub(crate) enum Created<T> {
+#[derive(Debug)]
+pub enum Created<T> {
     /// The object is new.
     New(T),
     /// An object of that name already existed (its handle was closed).
@@ -52,7 +53,7 @@ fn own_handle(raw: HANDLE) -> io::Result<(OwnedHandle, u32)> {
 
 /// Creates a pagefile-backed named mapping of `size` bytes (no security
 /// attributes: the default DACL of the creator).
-pub(crate) fn create_mapping(name: &str, size: u64) -> io::Result<Created<OwnedHandle>> {
+pub fn create_mapping(name: &str, size: u64) -> io::Result<Created<OwnedHandle>> {
     let name = wide(name)?;
     // SAFETY: `name` is a NUL-terminated UTF-16 string alive for the call;
     // INVALID_HANDLE_VALUE asks for a pagefile-backed section; a null
@@ -76,7 +77,7 @@ pub(crate) fn create_mapping(name: &str, size: u64) -> io::Result<Created<OwnedH
 
 /// Opens an existing named mapping for reading and writing. A missing one
 /// fails with `ERROR_FILE_NOT_FOUND` (io kind `NotFound`).
-pub(crate) fn open_mapping(name: &str) -> io::Result<OwnedHandle> {
+pub fn open_mapping(name: &str) -> io::Result<OwnedHandle> {
     let name = wide(name)?;
     // SAFETY: `name` is a NUL-terminated UTF-16 string alive for the call.
     let raw = unsafe { OpenFileMappingW(FILE_MAP_ALL_ACCESS, 0, name.as_ptr()) };
@@ -85,7 +86,8 @@ pub(crate) fn open_mapping(name: &str) -> io::Result<OwnedHandle> {
 
 /// A read/write view of a whole mapping, unmapped on drop. All access goes
 /// through bounds-checked methods.
-pub(crate) struct View {
+#[derive(Debug)]
+pub struct View {
     base: *mut u8,
     len: usize,
 }
@@ -101,7 +103,7 @@ unsafe impl Sync for View {}
 impl View {
     /// Maps all of `mapping` (read/write). The length is the size of the
     /// mapped region (the section size rounded up to a page).
-    pub(crate) fn map(mapping: &OwnedHandle) -> io::Result<View> {
+    pub fn map(mapping: &OwnedHandle) -> io::Result<View> {
         // SAFETY: `mapping` is an open file-mapping handle; offset 0 and
         // length 0 map the whole section.
         let addr = unsafe { MapViewOfFile(mapping.as_raw_handle(), FILE_MAP_ALL_ACCESS, 0, 0, 0) };
@@ -133,8 +135,13 @@ impl View {
     }
 
     /// Mapped length in bytes.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether the view has no bytes (never: a view spans at least one page).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn checked(&self, offset: usize, len: usize, align: usize) -> *mut u8 {
@@ -151,7 +158,7 @@ impl View {
 
     /// The 32-bit atomic at `offset` (4-aligned, inside the view; internal
     /// constant offsets only, so a violation is a bug and panics).
-    pub(crate) fn i32_at(&self, offset: usize) -> &AtomicI32 {
+    pub fn i32_at(&self, offset: usize) -> &AtomicI32 {
         let p = self.checked(offset, 4, 4);
         // SAFETY: `p` is 4-aligned (page-aligned base, offset % 4 == 0) and
         // in bounds; the memory lives as long as `&self`, and every side
@@ -160,14 +167,14 @@ impl View {
     }
 
     /// The 32-bit unsigned atomic at `offset`.
-    pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
+    pub fn u32_at(&self, offset: usize) -> &AtomicU32 {
         let p = self.checked(offset, 4, 4);
         // SAFETY: as in `i32_at`.
         unsafe { AtomicU32::from_ptr(p.cast()) }
     }
 
     /// The 64-bit atomic at `offset` (8-aligned).
-    pub(crate) fn i64_at(&self, offset: usize) -> &AtomicI64 {
+    pub fn i64_at(&self, offset: usize) -> &AtomicI64 {
         let p = self.checked(offset, 8, 8);
         // SAFETY: `p` is 8-aligned and in bounds; the memory lives as long
         // as `&self`, and every side accesses these words only atomically.
@@ -176,7 +183,7 @@ impl View {
 
     /// Copies `bytes` into the view at `offset`; false (nothing copied) when
     /// the range is outside the view.
-    pub(crate) fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+    pub fn write(&self, offset: usize, bytes: &[u8]) -> bool {
         if offset.checked_add(bytes.len()).is_none_or(|e| e > self.len) {
             return false;
         }
@@ -191,7 +198,7 @@ impl View {
 
     /// Appends `len` bytes of the view at `offset` to `out`; false (nothing
     /// copied) when the range is outside the view.
-    pub(crate) fn read_into(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> bool {
+    pub fn read_into(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> bool {
         if offset.checked_add(len).is_none_or(|e| e > self.len) {
             return false;
         }
@@ -224,12 +231,13 @@ impl Drop for View {
 }
 
 /// A named auto-reset event.
-pub(crate) struct Event {
+#[derive(Debug)]
+pub struct Event {
     handle: OwnedHandle,
 }
 
 /// Creates a named auto-reset event, initially not signalled.
-pub(crate) fn create_event(name: &str) -> io::Result<Created<Event>> {
+pub fn create_event(name: &str) -> io::Result<Created<Event>> {
     let name = wide(name)?;
     // SAFETY: `name` is a NUL-terminated UTF-16 string alive for the call; a
     // null security-attributes pointer is allowed.
@@ -242,7 +250,7 @@ pub(crate) fn create_event(name: &str) -> io::Result<Created<Event>> {
 }
 
 /// Opens an existing named event for signalling and waiting.
-pub(crate) fn open_event(name: &str) -> io::Result<Event> {
+pub fn open_event(name: &str) -> io::Result<Event> {
     let name = wide(name)?;
     // SAFETY: `name` is a NUL-terminated UTF-16 string alive for the call.
     let raw = unsafe {
@@ -257,7 +265,7 @@ pub(crate) fn open_event(name: &str) -> io::Result<Event> {
 
 impl Event {
     /// Signals the event (wakes one waiter, or the next wait).
-    pub(crate) fn set(&self) -> io::Result<()> {
+    pub fn set(&self) -> io::Result<()> {
         // SAFETY: the handle is an open event handle with EVENT_MODIFY_STATE.
         if unsafe { SetEvent(self.handle.as_raw_handle()) } == 0 {
             return Err(io::Error::last_os_error());
@@ -268,7 +276,7 @@ impl Event {
     /// Waits until the event is signalled (true) or `timeout` passes
     /// (false). `None` waits without a limit. Timeouts are rounded up to
     /// whole milliseconds.
-    pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
+    pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
         let ms = match timeout {
             None => INFINITE,
             Some(t) => {
