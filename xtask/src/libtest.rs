@@ -13,10 +13,23 @@ pub struct Counts {
     pub skipped: u64,
     pub binaries: u64,
     pub skip_reasons: Vec<String>,
+    /// Test binaries that failed (cargo's rerun arguments, e.g. `-p x --test y`).
+    pub failed_binaries: Vec<String>,
+    /// The failed binaries whose Wine process lost its wineserver connection before
+    /// reporting any result (a Wine fault, not a test failure).
+    pub lost_to_wine: Vec<String>,
+    /// Wine reported a lost wineserver connection since the last `Running` line.
+    wine_lost: bool,
 }
+
+/// What Wine prints when a process loses its wineserver (server crash or reset).
+const WINE_LOST: [&str; 2] = ["wine client error:", "wineserver crashed"];
 
 impl Counts {
     pub fn add(&mut self, other: &Counts) {
+        self.failed_binaries
+            .extend(other.failed_binaries.iter().cloned());
+        self.lost_to_wine.extend(other.lost_to_wine.iter().cloned());
         self.passed += other.passed;
         self.failed += other.failed;
         self.ignored += other.ignored;
@@ -48,6 +61,16 @@ impl Counts {
                     _ => {}
                 }
             }
+        } else if line.trim_start().starts_with("Running ") {
+            self.wine_lost = false;
+        } else if WINE_LOST.iter().any(|w| line.contains(w)) {
+            self.wine_lost = true;
+        } else if let Some(rest) = line.strip_prefix("error: test failed, to rerun pass `") {
+            let args = rest.trim_end().trim_end_matches('`').to_string();
+            if std::mem::take(&mut self.wine_lost) {
+                self.lost_to_wine.push(args.clone());
+            }
+            self.failed_binaries.push(args);
         } else if let Some(idx) = line.find("SKIPPED under Wine: ") {
             self.skipped += 1;
             let reason = line[idx + "SKIPPED under Wine: ".len()..]
@@ -106,5 +129,25 @@ mod tests {
             (19, 1, 2, 2, 2)
         );
         assert_eq!(c.skip_reasons, vec!["DACLs are not enforced".to_string()]);
+    }
+
+    #[test]
+    fn tells_binaries_wine_lost_from_failed_ones() {
+        let mut c = Counts::default();
+        c.observe("     Running tests/a.rs (target/debug/deps/a-1.exe)");
+        c.observe("wine client error:0: recvmsg: Connection reset by peer");
+        c.observe("error: test failed, to rerun pass `-p pw --test a`");
+        c.observe("     Running tests/b.rs (target/debug/deps/b-1.exe)");
+        c.observe("test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured");
+        c.observe("error: test failed, to rerun pass `-p pw --test b`");
+        c.observe("     Running tests/c.rs (target/debug/deps/c-1.exe)");
+        c.observe("wine client error:0: recvmsg: Connection reset by peer");
+        c.observe("     Running tests/d.rs (target/debug/deps/d-1.exe)");
+        c.observe("error: test failed, to rerun pass `-p pw --lib`");
+        assert_eq!(c.lost_to_wine, ["-p pw --test a"]);
+        assert_eq!(
+            c.failed_binaries,
+            ["-p pw --test a", "-p pw --test b", "-p pw --lib"]
+        );
     }
 }
