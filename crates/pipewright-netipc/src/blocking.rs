@@ -4,8 +4,10 @@
 //!
 //! Over shared memory the blocking client is the fast path: each call
 //! publishes and waits on the region directly on the caller's thread (no
-//! hop to another thread). The runtime's single worker thread only watches
-//! the baseline connection for the session's end.
+//! hop to another thread), and a call that completes without waiting on
+//! the runtime (every call of a connected SHM session) never enters
+//! `Runtime::block_on`. The runtime's single worker thread only watches the
+//! baseline connection for the session's end.
 //!
 //! ```no_run
 //! use pipewright_netipc::blocking::{Client, ManagedServer};
@@ -27,8 +29,11 @@ use crate::handshake::Negotiated;
 use crate::managed::{self, ManagedConfig, Stopper};
 use crate::service::Service;
 use crate::session::SessionError;
+use std::future::Future;
 use std::io;
 use std::path::Path;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use tokio::runtime::{Builder, Runtime};
 
@@ -51,6 +56,25 @@ fn client_runtime() -> io::Result<Runtime> {
 pub struct Client {
     runtime: Runtime,
     inner: client::Client,
+}
+
+/// Runs `future` to completion on the caller's thread: first one poll in
+/// place (inside the runtime's context, so tokio resources can be created),
+/// and only when that is not enough, `block_on`. Nothing waits on the first
+/// poll's waker: a future still pending is polled again at once by
+/// `block_on` with its own.
+fn run<F: Future>(runtime: &Runtime, future: F) -> F::Output {
+    let mut future = pin!(future);
+    {
+        let _context = runtime.enter();
+        if let Poll::Ready(v) = future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            return v;
+        }
+    }
+    runtime.block_on(future)
 }
 
 impl Client {
@@ -76,27 +100,27 @@ impl Client {
 
     /// Connects now and returns the negotiated values.
     pub fn connect(&mut self) -> Result<Negotiated, ClientError> {
-        self.runtime.block_on(self.inner.connect())
+        run(&self.runtime, self.inner.connect())
     }
 
     /// Sends one request and returns the response payload.
     pub fn call(&mut self, code: u16, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
-        self.runtime.block_on(self.inner.call(code, payload))
+        run(&self.runtime, self.inner.call(code, payload))
     }
 
     /// INCREMENT.
     pub fn increment(&mut self, value: u64) -> Result<u64, ClientError> {
-        self.runtime.block_on(self.inner.increment(value))
+        run(&self.runtime, self.inner.increment(value))
     }
 
     /// STRING_REVERSE.
     pub fn string_reverse(&mut self, s: &[u8]) -> Result<Vec<u8>, ClientError> {
-        self.runtime.block_on(self.inner.string_reverse(s))
+        run(&self.runtime, self.inner.string_reverse(s))
     }
 
     /// CGROUPS_SNAPSHOT.
     pub fn cgroups_snapshot(&mut self) -> Result<Snapshot, ClientError> {
-        self.runtime.block_on(self.inner.cgroups_snapshot())
+        run(&self.runtime, self.inner.cgroups_snapshot())
     }
 }
 

@@ -35,8 +35,10 @@ use crate::managed::{
     learned_limit, MAX_PAYLOAD_CAP, SERVICE_REQUEST_DEFAULT, SERVICE_RESPONSE_DEFAULT,
 };
 use crate::session::{Session, SessionError, ALL_SHM_PROFILES};
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// Most reconnects one call makes because of overflows.
@@ -252,7 +254,7 @@ impl Client {
     pub async fn call(&mut self, code: u16, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
         let timeout = self.config.call_timeout;
         let deadline = Instant::now() + timeout;
-        match tokio::time::timeout(timeout, self.call_inner(code, payload, deadline)).await {
+        match timeout_at_lazily(deadline, self.call_inner(code, payload, deadline)).await {
             Ok(Err(ClientError::Session(SessionError::DeadlineExceeded))) | Err(_) => {
                 self.session = None;
                 Err(ClientError::TimedOut(timeout))
@@ -374,6 +376,22 @@ impl Client {
             )
             .await?;
         Ok(Snapshot::decode(&reply)?)
+    }
+}
+
+/// `tokio::time::timeout_at`, with the timer set up only when the first poll
+/// of `future` does not finish it. A call answered at once (a shared-memory
+/// session's usual case) then costs no timer: creating and dropping one takes
+/// the runtime's timer lock even when it never fires.
+async fn timeout_at_lazily<F: Future>(
+    deadline: Instant,
+    future: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut future = std::pin::pin!(future);
+    let first = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(v) => Ok(v),
+        Poll::Pending => tokio::time::timeout_at(deadline.into(), future).await,
     }
 }
 

@@ -316,6 +316,68 @@ fn blocking_client_over_shm_and_learned_response_size() {
     server.stop();
 }
 
+/// INCREMENT that takes 2 s to answer 1000 (a stalled server).
+struct SlowAtThousand;
+
+impl Service for SlowAtThousand {
+    fn method(&self) -> Option<u16> {
+        Some(method::INCREMENT)
+    }
+
+    fn handle(&self, code: u16, request: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        if increment::decode(request)? == 1000 {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        Increment.handle(code, request)
+    }
+}
+
+#[test]
+fn blocking_client_over_shm_times_out_and_recovers() {
+    let dir = TempDir::new();
+    let server = start_managed(dir.path(), SHM, SlowAtThousand);
+    let config = ClientConfig {
+        call_timeout: Duration::from_millis(300),
+        ..ClientConfig::new(shm_endpoint(SHM))
+    };
+    let mut c = blocking::Client::new(dir.path(), SVC, config).unwrap();
+    assert_eq!(c.increment(1).unwrap(), 2);
+    let first = c.negotiated().unwrap().session_id;
+    assert!(c.shm_profile().is_some());
+
+    // A wrong method is answered UNSUPPORTED and keeps the session.
+    match c.call(method::STRING_REVERSE, b"abc") {
+        Err(ClientError::Status(s)) => assert_eq!(s, TransportStatus::UNSUPPORTED),
+        other => panic!("expected UNSUPPORTED, got {other:?}"),
+    }
+    assert_eq!(c.negotiated().unwrap().session_id, first);
+    assert_eq!(c.increment(5).unwrap(), 6);
+
+    // A stalled answer times out at the call timeout and drops the session
+    // (its late answer must never be taken for a later call's).
+    let started = std::time::Instant::now();
+    match c.increment(1000) {
+        Err(ClientError::TimedOut(t)) => assert_eq!(t, Duration::from_millis(300)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited for the stalled answer"
+    );
+    assert!(c.negotiated().is_none(), "the timed-out session is dropped");
+    assert_eq!(c.increment(41).unwrap(), 42);
+    assert!(c.negotiated().unwrap().session_id > first);
+    assert!(c.shm_profile().is_some());
+
+    // A restarted server is reconnected to on the next call.
+    server.stop();
+    let server = start_managed(dir.path(), SHM, SlowAtThousand);
+    assert_eq!(c.increment(7).unwrap(), 8);
+    assert!(c.shm_profile().is_some());
+    drop(c);
+    server.stop();
+}
+
 #[tokio::test]
 async fn echo_over_shm_at_one_mib_and_limits() {
     watchdog(async {

@@ -160,7 +160,12 @@ pub(crate) fn send_message(
     out.reserve(len);
     out.extend_from_slice(&header.encode());
     out.extend_from_slice(payload);
-    peer.send(out).map_err(SessionError::Shm)
+    peer.send(out).map_err(|e| match e {
+        // As on a baseline connection: a closed peer ends the session, and
+        // the client reconnects once.
+        ShmError::PeerClosed => SessionError::Closed,
+        e => SessionError::Shm(e),
+    })
 }
 
 /// Waits for the next message in [`WAIT_SLICE`] slices, giving up when
