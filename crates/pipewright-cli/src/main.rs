@@ -1,5 +1,8 @@
 //! The `pipewright` command.
 
+#[macro_use]
+mod output;
+
 mod address;
 mod args;
 mod cmd;

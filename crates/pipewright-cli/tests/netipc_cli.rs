@@ -226,6 +226,127 @@ fn string_reverse_and_cgroups_snapshot() {
     assert_eq!(field(&stdout(&o), "generation"), Some(2));
 }
 
+/// The demo apps-lookup line for `pid` (KNOWN unless 0).
+fn expected_app(pid: u32) -> String {
+    if pid == 0 {
+        return "pid=0 status=UNKNOWN ppid=0 uid=unset starttime=0 comm= cgroup_status=UNKNOWN_PERMANENT orchestrator=0 cgroup_path= cgroup_name= labels=-".into();
+    }
+    format!(
+        "pid={pid} status=KNOWN ppid={} uid=1000 starttime={} comm=proc-{pid} cgroup_status=KNOWN orchestrator=0 cgroup_path=/sys/fs/cgroup/netipc-test/pid-{pid} cgroup_name=pid-{pid} labels=source=pipewright",
+        pid / 2,
+        u64::from(pid) * 100
+    )
+}
+
+#[test]
+fn cgroups_and_apps_lookups_stitch_what_the_server_splits() {
+    let dir = RunDir::new();
+    let _c = Server::start(&dir, "cgroups-lookup", &["--method", "cgroups-lookup"]);
+    // A 4 KiB response limit cannot carry 150 known processes at once.
+    let _a = Server::start(
+        &dir,
+        "apps-lookup",
+        &["--method", "apps-lookup", "--max-response", "4096"],
+    );
+
+    let o = call(
+        &dir,
+        "cgroups-lookup",
+        &[
+            "--method",
+            "cgroups-lookup",
+            "--key",
+            "/sys/fs/cgroup/system.slice",
+            "--key",
+            "/sys/fs/cgroup/unknown",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(field(&out, "generation"), Some(1), "{out}");
+    assert_eq!(field(&out, "items"), Some(2), "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("key=")).collect();
+    assert_eq!(
+        lines,
+        [
+            "key=/sys/fs/cgroup/system.slice status=KNOWN orchestrator=0 path=/sys/fs/cgroup/system.slice name=system.slice labels=source=pipewright,path_bytes=27",
+            "key=/sys/fs/cgroup/unknown status=UNKNOWN_PERMANENT orchestrator=0 path= name= labels=-",
+        ]
+    );
+
+    let pids: Vec<String> = (0..150).map(|p| p.to_string()).collect();
+    let o = call(
+        &dir,
+        "apps-lookup",
+        &[
+            "--method",
+            "apps-lookup",
+            "--max-response",
+            "4096",
+            "--pid",
+            &pids.join(","),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(field(&out, "items"), Some(150), "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("pid=")).collect();
+    let expected: Vec<String> = (0..150).map(expected_app).collect();
+    assert_eq!(lines, expected);
+
+    // No key is a valid probe.
+    let o = call(&dir, "apps-lookup", &["--method", "apps-lookup"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(field(&stdout(&o), "items"), Some(0));
+
+    // A pid that is not a number is a usage error naming it.
+    let o = call(
+        &dir,
+        "apps-lookup",
+        &["--method", "apps-lookup", "--pid", "12,x"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("'x'"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let dir = RunDir::new();
+    let _a = Server::start(&dir, "apps", &["--method", "apps-lookup"]);
+    // About 400 KB of output: far more than a pipe buffers once the reader is gone.
+    let pids: Vec<String> = (1..=2000).map(|p| p.to_string()).collect();
+    let mut child = pipewright()
+        .args([
+            "netipc",
+            "call",
+            "--run-dir",
+            dir.arg(),
+            "--service",
+            "apps",
+        ])
+        .args(["--method", "apps-lookup", "--pid", &pids.join(",")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pipewright netipc call");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("first line");
+    assert_eq!(first.trim(), "generation: 1");
+    // The reader is dropped here, like `| head -1`.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let o = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("watchdog: pipewright did not finish within 60 s")
+        .expect("pipewright output");
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+}
+
 #[test]
 fn echo_small_chunked_and_one_mib() {
     let dir = RunDir::new();

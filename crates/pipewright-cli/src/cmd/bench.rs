@@ -104,18 +104,18 @@ async fn stream(a: StreamArgs) -> Result<()> {
             "raw_mib_s": raw, "pipewright_mib_s": ours, "ratio": ratio,
             "tokio_named_pipe_mib_s": tokio_line,
         });
-        println!("{v}");
+        outln!("{v}");
     } else {
-        println!(
+        outln!(
             "bench stream: {} MiB in {} KiB writes, median of {} rounds",
             a.size >> 20,
             a.chunk >> 10,
             a.rounds
         );
-        println!("  baseline ({kind}): {raw:.0} MiB/s");
-        println!("  pipewright stream:  {ours:.0} MiB/s  = {ratio:.2} of baseline");
+        outln!("  baseline ({kind}): {raw:.0} MiB/s");
+        outln!("  pipewright stream:  {ours:.0} MiB/s  = {ratio:.2} of baseline");
         if let Some(t) = tokio_line {
-            println!(
+            outln!(
                 "  tokio named pipe:   {t:.0} MiB/s  = {:.2} of baseline",
                 t / raw
             );

@@ -67,21 +67,21 @@ async fn demo(a: DemoArgs) -> Result<()> {
     let wine = pipewright::platform::wine_version()
         .map(|v| format!(" (under Wine {v})"))
         .unwrap_or_default();
-    println!(
+    outln!(
         "pipewright demo: {transport}{wine}, {} concurrent clients",
         a.clients
     );
 
     byte_mode(&a).await.context("byte mode")?;
     message_mode(&a).await.context("message mode")?;
-    println!("\nall exchanges verified: OK");
+    outln!("\nall exchanges verified: OK");
     Ok(())
 }
 
 async fn byte_mode(a: &DemoArgs) -> Result<()> {
     let name = unique("bytes");
     let listener = Arc::new(Listener::bind(name.as_str())?);
-    println!(
+    outln!(
         "\n[byte mode] serving {} (backlog 4, current user only)",
         listener.name()
     );
@@ -105,7 +105,7 @@ async fn byte_mode(a: &DemoArgs) -> Result<()> {
     };
     let probe_started = Instant::now();
     probe(name.as_str(), Duration::from_secs(2)).await?;
-    println!("  probe: ready ({:?})", probe_started.elapsed());
+    outln!("  probe: ready ({:?})", probe_started.elapsed());
 
     let started = Instant::now();
     let mut clients = Vec::new();
@@ -155,7 +155,7 @@ async fn byte_mode(a: &DemoArgs) -> Result<()> {
         .collect();
     pids.sort();
     pids.dedup();
-    println!(
+    outln!(
         "  {} clients each sent and got back {} bytes, verified; the server saw {} connections \
          (the probe's too) from pid {}",
         a.clients,
@@ -163,7 +163,7 @@ async fn byte_mode(a: &DemoArgs) -> Result<()> {
         peers.len(),
         pids.join(", ")
     );
-    println!(
+    outln!(
         "  throughput: {:.1} MiB/s each way ({} MiB in {:.2} s; server echoed {} MiB)",
         total as f64 / secs / (1 << 20) as f64,
         total >> 20,
@@ -172,7 +172,7 @@ async fn byte_mode(a: &DemoArgs) -> Result<()> {
     );
     match probe(name.as_str(), Duration::ZERO).await {
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            println!("  after close: probe says not found, as it should")
+            outln!("  after close: probe says not found, as it should")
         }
         other => bail!("after close the probe should fail with not found, got {other:?}"),
     }
@@ -183,7 +183,7 @@ async fn message_mode(a: &DemoArgs) -> Result<()> {
     let name = unique("messages");
     let opts = ListenerOptions::new().mode(PipeMode::Message);
     let listener = Arc::new(Listener::bind_with(name.as_str(), &opts)?);
-    println!("\n[message mode] serving {}", listener.name());
+    outln!("\n[message mode] serving {}", listener.name());
     let server = {
         let listener = listener.clone();
         tokio::spawn(async move {
@@ -256,14 +256,14 @@ async fn message_mode(a: &DemoArgs) -> Result<()> {
     for t in server.await? {
         t.await??;
     }
-    println!(
+    outln!(
         "  {} clients each sent {} messages of {:?} bytes, each echoed whole; half-close by \
          zero-byte message, reply after it, then end of stream: verified",
         a.clients,
         MESSAGE_SIZES.len(),
         MESSAGE_SIZES
     );
-    println!(
+    outln!(
         "  throughput: {:.1} MiB/s each way",
         total as f64 / secs / (1 << 20) as f64
     );

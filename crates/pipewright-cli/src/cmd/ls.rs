@@ -41,7 +41,7 @@ pub async fn run(a: LsArgs) -> u8 {
     match list() {
         Ok(entries) => {
             let entries = filter(entries, a.filter.as_deref());
-            print!("{}", render(&entries, a.json));
+            out!("{}", render(&entries, a.json));
             exit::OK
         }
         Err(e) => {

@@ -11,12 +11,16 @@ use pipewright_netipc::codec::cgroups_snapshot::{CgroupItem, Snapshot};
 use pipewright_netipc::handshake::{EndpointConfig, HandshakeError, Negotiated};
 use pipewright_netipc::header::{method, Kind, TransportStatus};
 use pipewright_netipc::hello::profile;
-use pipewright_netipc::managed::{ManagedConfig, ManagedServer, MAX_PAYLOAD_CAP};
+use pipewright_netipc::managed::{
+    ManagedConfig, ManagedServer, MAX_PAYLOAD_CAP, SERVICE_RESPONSE_DEFAULT,
+};
 use pipewright_netipc::service::{CgroupsSnapshot, Echo, Increment, StringReverse};
 use pipewright_netipc::session::{Session, SessionError};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{args, exit};
+
+mod lookup;
 
 /// netipc, the local IPC protocol of Netdata's plugins (UDS SEQPACKET on Linux, named
 /// pipes on Windows).
@@ -51,6 +55,10 @@ pub enum MethodArg {
     StringReverse,
     /// CGROUPS_SNAPSHOT (2).
     CgroupsSnapshot,
+    /// CGROUPS_LOOKUP (4): cgroups by path (`--key`, repeatable).
+    CgroupsLookup,
+    /// APPS_LOOKUP (5): processes by pid (`--pid`, repeatable or comma-separated).
+    AppsLookup,
 }
 
 /// Transport profile.
@@ -120,6 +128,12 @@ pub struct CallArgs {
     /// echo: payload size in bytes (a byte pattern), like 100, 64KiB, 1MiB.
     #[arg(long, default_value = "64", value_parser = args::size)]
     pub size: usize,
+    /// cgroups-lookup: a cgroup path to look up (repeat for more; none is a probe).
+    #[arg(long = "key", value_name = "PATH")]
+    pub keys: Vec<String>,
+    /// apps-lookup: pids to look up (repeat or separate with commas; none is a probe).
+    #[arg(long = "pid", value_name = "PID", value_delimiter = ',')]
+    pub pids: Vec<u32>,
     /// echo: the method code to put in the request.
     #[arg(long, default_value_t = method::INCREMENT)]
     pub code: u16,
@@ -233,6 +247,11 @@ async fn serve(a: ServeArgs) -> u8 {
         workers: a.workers,
         ..ManagedConfig::new(endpoint)
     };
+    // A lookup answer is fitted into the response limit the server starts with.
+    let lookup_limit = match c.max_response {
+        0 => SERVICE_RESPONSE_DEFAULT,
+        v => v,
+    } as usize;
     let bound = match c.method {
         MethodArg::Echo => ManagedServer::bind(&c.run_dir, &c.service, config, Echo),
         MethodArg::Increment => ManagedServer::bind(&c.run_dir, &c.service, config, Increment),
@@ -256,6 +275,18 @@ async fn serve(a: ServeArgs) -> u8 {
                 CgroupsSnapshot::new(provider),
             )
         }
+        MethodArg::CgroupsLookup => ManagedServer::bind(
+            &c.run_dir,
+            &c.service,
+            config,
+            lookup::cgroups_service(lookup_limit),
+        ),
+        MethodArg::AppsLookup => ManagedServer::bind(
+            &c.run_dir,
+            &c.service,
+            config,
+            lookup::apps_service(lookup_limit),
+        ),
     };
     let server = match bound {
         Ok(s) => s,
@@ -275,9 +306,10 @@ async fn serve(a: ServeArgs) -> u8 {
         ProfileArg::Baseline => "baseline",
         ProfileArg::Shm => "shm+baseline",
     };
-    println!(
+    outln!(
         "listening on {address} (method {method}, token {:#x}, workers {}, profiles {offered})",
-        c.token, a.workers
+        c.token,
+        a.workers
     );
     let _ = std::io::stdout().flush();
     let stop = server.stopper();
@@ -296,17 +328,17 @@ async fn serve(a: ServeArgs) -> u8 {
 }
 
 fn print_negotiated(n: &Negotiated) {
-    println!("session_id: {}", n.session_id);
-    println!("selected_profile: {:#04x}", n.selected_profile);
-    println!("profile: {}", profile_name(n.selected_profile));
-    println!("packet_size: {}", n.packet_size);
-    println!("max_request_payload_bytes: {}", n.max_request_payload_bytes);
-    println!("max_request_batch_items: {}", n.max_request_batch_items);
-    println!(
+    outln!("session_id: {}", n.session_id);
+    outln!("selected_profile: {:#04x}", n.selected_profile);
+    outln!("profile: {}", profile_name(n.selected_profile));
+    outln!("packet_size: {}", n.packet_size);
+    outln!("max_request_payload_bytes: {}", n.max_request_payload_bytes);
+    outln!("max_request_batch_items: {}", n.max_request_batch_items);
+    outln!(
         "max_response_payload_bytes: {}",
         n.max_response_payload_bytes
     );
-    println!("max_response_batch_items: {}", n.max_response_batch_items);
+    outln!("max_response_batch_items: {}", n.max_response_batch_items);
 }
 
 fn client_exit(e: &ClientError) -> u8 {
@@ -349,13 +381,15 @@ async fn call(a: CallArgs, verbose: bool) -> u8 {
         match c.method {
             MethodArg::Increment => {
                 let v = client.increment(a.value).await?;
-                println!("{v}");
+                outln!("{v}");
             }
             MethodArg::StringReverse => {
                 let r = client.string_reverse(a.string.as_bytes()).await?;
-                println!("{}", String::from_utf8_lossy(&r));
+                outln!("{}", String::from_utf8_lossy(&r));
             }
             MethodArg::CgroupsSnapshot => print_snapshot(&client.cgroups_snapshot().await?),
+            MethodArg::CgroupsLookup => lookup::call_cgroups(&mut client, &a.keys).await?,
+            MethodArg::AppsLookup => lookup::call_apps(&mut client, &a.pids).await?,
             MethodArg::Echo => unreachable!("handled above"),
         }
         Ok::<(), ClientError>(())
@@ -371,11 +405,11 @@ async fn call(a: CallArgs, verbose: bool) -> u8 {
 }
 
 fn print_snapshot(s: &Snapshot) {
-    println!("generation: {}", s.generation);
-    println!("systemd_enabled: {}", s.systemd_enabled);
-    println!("items: {}", s.items.len());
+    outln!("generation: {}", s.generation);
+    outln!("systemd_enabled: {}", s.systemd_enabled);
+    outln!("items: {}", s.items.len());
     for it in &s.items {
-        println!(
+        outln!(
             "hash={:#010x} options={:#x} enabled={} name={} path={}",
             it.hash,
             it.options,
@@ -451,7 +485,7 @@ async fn echo(a: &CallArgs, verbose: bool) -> u8 {
         ));
     }
     if problems.is_empty() {
-        println!(
+        outln!(
             "echo ok: {} bytes, method {}, message id {id}",
             payload.len(),
             a.code

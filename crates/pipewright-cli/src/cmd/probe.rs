@@ -28,7 +28,7 @@ pub async fn run(a: ProbeArgs) -> u8 {
     match pipewright::probe(&a.name, a.timeout).await {
         Ok(()) => {
             if !a.quiet {
-                println!("{}: ready", a.name);
+                outln!("{}: ready", a.name);
             }
             exit::OK
         }

@@ -89,11 +89,11 @@ fn parse_or_report(program: &str, args: &[OsString]) -> Result<RelayArgs, u8> {
     match argv::parse(args) {
         Ok(Parsed::Run(a)) => Ok(a),
         Ok(Parsed::Help) => {
-            println!("{}", argv::usage(program));
+            outln!("{}", argv::usage(program));
             Err(exit::OK)
         }
         Ok(Parsed::Version) => {
-            println!("{program} (pipewright {})", env!("CARGO_PKG_VERSION"));
+            outln!("{program} (pipewright {})", env!("CARGO_PKG_VERSION"));
             Err(exit::OK)
         }
         Err(e) => {

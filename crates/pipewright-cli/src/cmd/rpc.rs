@@ -77,7 +77,7 @@ async fn serve_demo(a: ServeDemoArgs) -> u8 {
             return exit::for_kind(e.kind());
         }
     };
-    println!(
+    outln!(
         "serving the demo RPC service (Factorial, Reverse, Echo) on {}; Ctrl-C stops",
         a.name
     );
@@ -136,11 +136,11 @@ async fn call(a: CallArgs) -> u8 {
     };
     match result {
         Ok(answer) => {
-            println!("{}", response_json("Ok", &answer));
+            outln!("{}", response_json("Ok", &answer));
             exit::OK
         }
         Err(RpcError::Remote(message)) => {
-            println!("{}", response_json("Err", &Value::String(message)));
+            outln!("{}", response_json("Err", &Value::String(message)));
             exit::FAILURE
         }
         Err(e) => {

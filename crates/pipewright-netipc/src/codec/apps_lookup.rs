@@ -75,6 +75,21 @@ impl PidStatus {
     }
 }
 
+/// The wire name (`KNOWN`, ...); a status this codec does not know prints as
+/// its number.
+impl std::fmt::Display for PidStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            PidStatus::Known => "KNOWN",
+            PidStatus::Unknown => "UNKNOWN",
+            PidStatus::PayloadExceeded => "PAYLOAD_EXCEEDED",
+            PidStatus::OversizedItem => "OVERSIZED_ITEM",
+            PidStatus::Other(v) => return write!(f, "{v}"),
+        };
+        f.write_str(name)
+    }
+}
+
 /// What the provider knows about the process's cgroup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CgroupStatus {
@@ -111,6 +126,21 @@ impl CgroupStatus {
             3 => CgroupStatus::HostRoot,
             v => CgroupStatus::Other(v),
         }
+    }
+}
+
+/// The wire name (`KNOWN`, ...); a status this codec does not know prints as
+/// its number.
+impl std::fmt::Display for CgroupStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            CgroupStatus::Known => "KNOWN",
+            CgroupStatus::UnknownRetryLater => "UNKNOWN_RETRY_LATER",
+            CgroupStatus::UnknownPermanent => "UNKNOWN_PERMANENT",
+            CgroupStatus::HostRoot => "HOST_ROOT",
+            CgroupStatus::Other(v) => return write!(f, "{v}"),
+        };
+        f.write_str(name)
     }
 }
 
@@ -287,6 +317,36 @@ pub type LookupResponse = lookup::LookupResponse<AppInfo>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_print_their_wire_names() {
+        let pid: Vec<String> = (0..5)
+            .map(|c| PidStatus::from_code(c).to_string())
+            .collect();
+        assert_eq!(
+            pid,
+            [
+                "KNOWN",
+                "UNKNOWN",
+                "PAYLOAD_EXCEEDED",
+                "OVERSIZED_ITEM",
+                "4"
+            ]
+        );
+        let cg: Vec<String> = (0..5)
+            .map(|c| CgroupStatus::from_code(c).to_string())
+            .collect();
+        assert_eq!(
+            cg,
+            [
+                "KNOWN",
+                "UNKNOWN_RETRY_LATER",
+                "UNKNOWN_PERMANENT",
+                "HOST_ROOT",
+                "4"
+            ]
+        );
+    }
 
     fn known() -> AppInfo {
         AppInfo {

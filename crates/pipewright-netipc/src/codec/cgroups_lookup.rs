@@ -73,6 +73,22 @@ impl Status {
     }
 }
 
+/// The wire name (`KNOWN`, ...); a status this codec does not know prints as
+/// its number.
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Status::Known => "KNOWN",
+            Status::UnknownRetryLater => "UNKNOWN_RETRY_LATER",
+            Status::UnknownPermanent => "UNKNOWN_PERMANENT",
+            Status::PayloadExceeded => "PAYLOAD_EXCEEDED",
+            Status::OversizedItem => "OVERSIZED_ITEM",
+            Status::Other(v) => return write!(f, "{v}"),
+        };
+        f.write_str(name)
+    }
+}
+
 /// The container orchestrator behind a cgroup (0 unknown .. 7 nspawn; other
 /// values are kept as they are).
 pub type Orchestrator = u16;
@@ -229,6 +245,20 @@ pub type LookupResponse = lookup::LookupResponse<CgroupInfo>;
 mod tests {
     use super::*;
     use crate::bytes::put_u32;
+
+    #[test]
+    fn statuses_print_their_wire_names() {
+        let names: Vec<String> = (0..6).map(|c| Status::from_code(c).to_string()).collect();
+        let expected = [
+            "KNOWN",
+            "UNKNOWN_RETRY_LATER",
+            "UNKNOWN_PERMANENT",
+            "PAYLOAD_EXCEEDED",
+            "OVERSIZED_ITEM",
+            "5",
+        ];
+        assert_eq!(names, expected);
+    }
 
     fn sample() -> LookupResponse {
         LookupResponse {
