@@ -100,6 +100,13 @@ fn call(dir: &RunDir, service: &str, args: &[&str]) -> Output {
         .args(args))
 }
 
+/// Runs `netipc call`, asserts it succeeded and returns its stdout.
+fn call_ok(dir: &RunDir, service: &str, args: &[&str]) -> String {
+    let o = call(dir, service, args);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    stdout(&o)
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
 }
@@ -127,9 +134,7 @@ fn increment_with_session_values_and_hex_token() {
         &["--method", "increment", "--token", "0xDEADBEEFCAFEBABE"],
     );
     let token = "16045690984503098046"; // the same token in decimal
-    let o = call(&dir, "inc", &["--token", token, "--value", "41", "-v"]);
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    let out = stdout(&o);
+    let out = call_ok(&dir, "inc", &["--token", token, "--value", "41", "-v"]);
     assert_eq!(out.lines().last(), Some("42"), "{out}");
     assert_eq!(field(&out, "session_id"), Some(1), "{out}");
     assert_eq!(field(&out, "selected_profile"), Some(1), "{out}");
@@ -146,7 +151,7 @@ fn increment_with_session_values_and_hex_token() {
     let packet = field(&out, "packet_size").expect("packet_size printed");
     assert!(packet > 32, "{out}");
     // The second session gets the next id.
-    let o = call(
+    let out = call_ok(
         &dir,
         "inc",
         &[
@@ -157,8 +162,6 @@ fn increment_with_session_values_and_hex_token() {
             "-v",
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    let out = stdout(&o);
     assert_eq!(field(&out, "session_id"), Some(2), "{out}");
     assert_eq!(field(&out, "packet_size"), Some(100), "{out}");
     assert_eq!(out.lines().last(), Some("1"), "{out}");
@@ -180,28 +183,27 @@ fn string_reverse_and_cgroups_snapshot() {
             "4",
         ],
     );
-    let o = call(
-        &dir,
-        "rev",
-        &[
-            "--method",
-            "string-reverse",
-            "--token",
-            "7",
-            "--string",
-            "named pipes",
-        ],
+    assert_eq!(
+        call_ok(
+            &dir,
+            "rev",
+            &[
+                "--method",
+                "string-reverse",
+                "--token",
+                "7",
+                "--string",
+                "named pipes",
+            ],
+        ),
+        "sepip deman"
     );
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    assert_eq!(stdout(&o), "sepip deman");
 
-    let o = call(
+    let out = call_ok(
         &dir,
         "cgroups-snapshot",
         &["--method", "cgroups-snapshot", "--token", "7"],
     );
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    let out = stdout(&o);
     assert_eq!(field(&out, "items"), Some(4), "{out}");
     assert_eq!(field(&out, "generation"), Some(1), "{out}");
     let items: Vec<&str> = out.lines().filter(|l| l.starts_with("hash=")).collect();
@@ -249,7 +251,7 @@ fn cgroups_and_apps_lookups_stitch_what_the_server_splits() {
         &["--method", "apps-lookup", "--max-response", "4096"],
     );
 
-    let o = call(
+    let out = call_ok(
         &dir,
         "cgroups-lookup",
         &[
@@ -261,8 +263,6 @@ fn cgroups_and_apps_lookups_stitch_what_the_server_splits() {
             "/sys/fs/cgroup/unknown",
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    let out = stdout(&o);
     assert_eq!(field(&out, "generation"), Some(1), "{out}");
     assert_eq!(field(&out, "items"), Some(2), "{out}");
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("key=")).collect();
@@ -275,7 +275,7 @@ fn cgroups_and_apps_lookups_stitch_what_the_server_splits() {
     );
 
     let pids: Vec<String> = (0..150).map(|p| p.to_string()).collect();
-    let o = call(
+    let out = call_ok(
         &dir,
         "apps-lookup",
         &[
@@ -287,17 +287,19 @@ fn cgroups_and_apps_lookups_stitch_what_the_server_splits() {
             &pids.join(","),
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    let out = stdout(&o);
     assert_eq!(field(&out, "items"), Some(150), "{out}");
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("pid=")).collect();
     let expected: Vec<String> = (0..150).map(expected_app).collect();
     assert_eq!(lines, expected);
 
     // No key is a valid probe.
-    let o = call(&dir, "apps-lookup", &["--method", "apps-lookup"]);
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    assert_eq!(field(&stdout(&o), "items"), Some(0));
+    assert_eq!(
+        field(
+            &call_ok(&dir, "apps-lookup", &["--method", "apps-lookup"]),
+            "items"
+        ),
+        Some(0)
+    );
 
     // A pid that is not a number is a usage error naming it.
     let o = call(
@@ -456,28 +458,34 @@ fn shm_profile_for_every_method_and_fallbacks() {
         "inc",
         &[&shm[..], &["--method", "increment"]].concat(),
     );
-    let o = call(&dir, "inc", &[&shm[..], &["--value", "41", "-v"]].concat());
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    let out = stdout(&o);
+    let out = call_ok(&dir, "inc", &[&shm[..], &["--value", "41", "-v"]].concat());
     assert_eq!(out.lines().last(), Some("42"), "{out}");
     assert_eq!(field(&out, "selected_profile"), Some(4), "{out}");
     assert!(out.contains("profile: SHM_"), "{out}");
     assert!(out.contains("(shared memory)"), "{out}");
     // A baseline client of an SHM server, and an SHM client of a baseline server.
-    let o = call(&dir, "inc", &["--token", "5", "-v"]);
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    assert_eq!(field(&stdout(&o), "selected_profile"), Some(1));
+    assert_eq!(
+        field(
+            &call_ok(&dir, "inc", &["--token", "5", "-v"]),
+            "selected_profile"
+        ),
+        Some(1)
+    );
     let _plain = Server::start(&dir, "plain", &["--token", "5"]);
-    let o = call(&dir, "plain", &[&shm[..], &["-v"]].concat());
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    assert_eq!(field(&stdout(&o), "selected_profile"), Some(1));
+    assert_eq!(
+        field(
+            &call_ok(&dir, "plain", &[&shm[..], &["-v"]].concat()),
+            "selected_profile"
+        ),
+        Some(1)
+    );
 
     let _rev = Server::start(
         &dir,
         "rev",
         &[&shm[..], &["--method", "string-reverse"]].concat(),
     );
-    let o = call(
+    let out = call_ok(
         &dir,
         "rev",
         &[
@@ -492,23 +500,21 @@ fn shm_profile_for_every_method_and_fallbacks() {
         ]
         .concat(),
     );
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    assert_eq!(field(&stdout(&o), "selected_profile"), Some(4));
-    assert_eq!(stdout(&o).lines().last(), Some("yromem derahs"));
+    assert_eq!(field(&out, "selected_profile"), Some(4));
+    assert_eq!(out.lines().last(), Some("yromem derahs"));
 
     let _snap = Server::start(
         &dir,
         "snap",
         &[&shm[..], &["--method", "cgroups-snapshot", "--items", "3"]].concat(),
     );
-    let o = call(
+    let out = call_ok(
         &dir,
         "snap",
         &[&shm[..], &["--method", "cgroups-snapshot", "-v"]].concat(),
     );
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    assert_eq!(field(&stdout(&o), "selected_profile"), Some(4));
-    assert_eq!(field(&stdout(&o), "items"), Some(3));
+    assert_eq!(field(&out, "selected_profile"), Some(4));
+    assert_eq!(field(&out, "items"), Some(3));
 
     let _echo = Server::start(&dir, "echo", &[&shm[..], &["--method", "echo"]].concat());
     for size in ["0", "40", "1MiB"] {
