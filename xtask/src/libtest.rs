@@ -1,7 +1,7 @@
 //! Runs `cargo test`, echoing its output, and adds up libtest's result lines.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Test counts over every test binary of one run.
 #[derive(Debug, Default)]
@@ -15,26 +15,67 @@ pub struct Counts {
     pub skip_reasons: Vec<String>,
     /// Test binaries that failed (cargo's rerun arguments, e.g. `-p x --test y`).
     pub failed_binaries: Vec<String>,
-    /// The failed binaries whose Wine process lost its wineserver connection before
-    /// reporting any result (a Wine fault, not a test failure).
-    pub lost_to_wine: Vec<String>,
-    /// Wine reported a lost wineserver connection since the last `Running` line.
+    /// The failed binaries that Wine itself failed (a Wine fault, not a test failure).
+    pub lost_to_wine: Vec<LostBinary>,
+    /// Wine reported a fault of its own since the last `Running` line.
     wine_lost: bool,
+    /// The counts when the current binary started (its `Running` line).
+    mark: [u64; 5],
 }
 
-/// What Wine prints when a process loses its wineserver (server crash or reset).
-const WINE_LOST: [&str; 2] = ["wine client error:", "wineserver crashed"];
+/// A test binary Wine failed, with what it had counted, so a rerun can replace it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostBinary {
+    /// cargo's rerun arguments, e.g. `-p x --test y`.
+    pub args: String,
+    counted: [u64; 5],
+}
+
+/// What Wine prints when it fails a process itself: the process lost its wineserver
+/// (server crash or reset), or process creation failed inside Wine with
+/// `ERROR_INTERNAL_ERROR` (1359), seen when a test starts a child under heavy Wine load.
+const WINE_LOST: [&str; 3] = [
+    "wine client error:",
+    "wineserver crashed",
+    "Os { code: 1359, kind: Uncategorized",
+];
 
 impl Counts {
     pub fn add(&mut self, other: &Counts) {
         self.failed_binaries
             .extend(other.failed_binaries.iter().cloned());
         self.lost_to_wine.extend(other.lost_to_wine.iter().cloned());
-        self.passed += other.passed;
-        self.failed += other.failed;
-        self.ignored += other.ignored;
-        self.skipped += other.skipped;
-        self.binaries += other.binaries;
+        self.set_numbers(std::array::from_fn(|i| {
+            self.numbers()[i] + other.numbers()[i]
+        }));
+    }
+
+    /// Takes back what a binary Wine failed had counted (before its rerun is added).
+    pub fn forget(&mut self, lost: &LostBinary) {
+        let now = self.numbers();
+        self.set_numbers(std::array::from_fn(|i| {
+            now[i].saturating_sub(lost.counted[i])
+        }));
+    }
+
+    fn numbers(&self) -> [u64; 5] {
+        [
+            self.passed,
+            self.failed,
+            self.ignored,
+            self.skipped,
+            self.binaries,
+        ]
+    }
+
+    fn set_numbers(&mut self, n: [u64; 5]) {
+        [
+            self.passed,
+            self.failed,
+            self.ignored,
+            self.skipped,
+            self.binaries,
+        ] = n;
     }
 
     pub fn describe(&self) -> String {
@@ -63,12 +104,17 @@ impl Counts {
             }
         } else if line.trim_start().starts_with("Running ") {
             self.wine_lost = false;
+            self.mark = self.numbers();
         } else if WINE_LOST.iter().any(|w| line.contains(w)) {
             self.wine_lost = true;
         } else if let Some(rest) = line.strip_prefix("error: test failed, to rerun pass `") {
             let args = rest.trim_end().trim_end_matches('`').to_string();
             if std::mem::take(&mut self.wine_lost) {
-                self.lost_to_wine.push(args.clone());
+                let (now, mark) = (self.numbers(), self.mark);
+                self.lost_to_wine.push(LostBinary {
+                    args: args.clone(),
+                    counted: std::array::from_fn(|i| now[i] - mark[i]),
+                });
             }
             self.failed_binaries.push(args);
         } else if let Some(idx) = line.find("SKIPPED under Wine: ") {
@@ -84,30 +130,25 @@ impl Counts {
 }
 
 /// Runs `cmd`, printing its output as it comes, and returns the counts and whether it exited 0.
+/// cargo's stderr and the test binaries' stdout share one pipe, so the lines are read in the
+/// order they were written (a binary's `Running` line, its output, cargo's verdict on it).
 pub fn run_counted(mut cmd: Command, what: &str) -> Result<(Counts, bool), String> {
     eprintln!("xtask: {what}");
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("{what}: pipe: {e}"))?;
+    let for_stderr = writer
+        .try_clone()
+        .map_err(|e| format!("{what}: pipe: {e}"))?;
+    cmd.stdout(writer).stderr(for_stderr);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("{what}: cannot start: {e}"))?;
-    let stderr = child.stderr.take().expect("piped");
-    let err_thread = std::thread::spawn(move || {
-        let mut counts = Counts::default();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("{line}");
-            counts.observe(&line);
-        }
-        counts
-    });
+    // Our copies of the write end must close, or the reader never sees the end.
+    drop(cmd);
     let mut counts = Counts::default();
-    let stdout = child.stdout.take().expect("piped");
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+    for line in BufReader::new(reader).lines().map_while(Result::ok) {
         println!("{line}");
         counts.observe(&line);
     }
-    let from_stderr = err_thread.join().unwrap_or_default();
-    counts.add(&from_stderr);
-    counts.skip_reasons.extend(from_stderr.skip_reasons);
     let status = child.wait().map_err(|e| format!("{what}: {e}"))?;
     Ok((counts, status.success()))
 }
@@ -115,6 +156,28 @@ pub fn run_counted(mut cmd: Command, what: &str) -> Result<(Counts, bool), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_binary_wine_could_not_start_a_child_for_is_replaced_by_its_rerun() {
+        let mut c = Counts::default();
+        c.observe("     Running tests/a.rs (target/debug/deps/a-1.exe)");
+        c.observe("test result: ok. 7 passed; 0 failed; 1 ignored; 0 measured");
+        c.observe("     Running tests/http_cli.rs (target/debug/deps/http_cli-1.exe)");
+        c.observe(
+            "run pipewright: Os { code: 1359, kind: Uncategorized, message: \"Internal error.\" }",
+        );
+        c.observe("test result: FAILED. 5 passed; 1 failed; 0 ignored; 0 measured");
+        c.observe("error: test failed, to rerun pass `-p pw --test http_cli`");
+        assert_eq!((c.passed, c.failed, c.binaries), (12, 1, 2));
+        let lost = c.lost_to_wine[0].clone();
+        assert_eq!(lost.args, "-p pw --test http_cli");
+        c.forget(&lost);
+        assert_eq!((c.passed, c.failed, c.ignored, c.binaries), (7, 0, 1, 1));
+        let mut rerun = Counts::default();
+        rerun.observe("test result: ok. 6 passed; 0 failed; 0 ignored; 0 measured");
+        c.add(&rerun);
+        assert_eq!((c.passed, c.failed, c.binaries), (13, 0, 2));
+    }
 
     #[test]
     fn adds_up_result_lines_and_wine_skips() {
@@ -144,7 +207,8 @@ mod tests {
         c.observe("wine client error:0: recvmsg: Connection reset by peer");
         c.observe("     Running tests/d.rs (target/debug/deps/d-1.exe)");
         c.observe("error: test failed, to rerun pass `-p pw --lib`");
-        assert_eq!(c.lost_to_wine, ["-p pw --test a"]);
+        let lost: Vec<&str> = c.lost_to_wine.iter().map(|l| l.args.as_str()).collect();
+        assert_eq!(lost, ["-p pw --test a"]);
         assert_eq!(
             c.failed_binaries,
             ["-p pw --test a", "-p pw --test b", "-p pw --lib"]

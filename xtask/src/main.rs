@@ -197,9 +197,10 @@ fn test(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// When every failed Windows test binary failed because its Wine process lost the wineserver
-/// before reporting a result, runs each of them once more and adds their counts instead;
-/// returns whether all of those runs passed. Each rerun is listed in the summary.
+/// When every failed Windows test binary failed because of Wine itself (its process lost the
+/// wineserver, or Wine could not create a child process), runs each of them once more and
+/// counts that run instead; returns whether all of those runs passed. Each rerun is listed in
+/// the summary.
 fn rerun_lost_to_wine(counts: &mut Counts, reruns: &mut Vec<String>) -> Result<bool, String> {
     let lost = std::mem::take(&mut counts.lost_to_wine);
     if lost.is_empty() || lost.len() != counts.failed_binaries.len() {
@@ -208,18 +209,24 @@ fn rerun_lost_to_wine(counts: &mut Counts, reruns: &mut Vec<String>) -> Result<b
     }
     counts.failed_binaries.clear();
     let mut all_ok = true;
-    for args in lost {
+    for binary in lost {
+        counts.forget(&binary);
+        let args = binary.args;
         let mut c = cargo_win();
         c.arg("test").args(args.split_whitespace());
         c.args(["--", "--show-output"]);
-        let what = format!("windows: rerun of `{args}`, whose Wine process lost the wineserver");
+        let what = format!("windows: rerun of `{args}`, which Wine itself failed");
         let (again, ok) = libtest::run_counted(c, &what)?;
         counts.add(&again);
-        counts.skip_reasons.extend(again.skip_reasons);
+        for reason in again.skip_reasons {
+            if !counts.skip_reasons.contains(&reason) {
+                counts.skip_reasons.push(reason);
+            }
+        }
         all_ok &= ok && again.failed == 0;
         let outcome = if ok { "passed" } else { "failed" };
         reruns.push(format!(
-            "rerun once, {outcome}: `{args}` (its Wine process lost the wineserver connection; docs/wine.md)"
+            "rerun once, {outcome}: `{args}` (Wine itself failed it; docs/wine.md)"
         ));
     }
     Ok(all_ok)
