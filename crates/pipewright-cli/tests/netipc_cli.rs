@@ -3,11 +3,11 @@
 
 mod cli_support;
 
-use cli_support::run;
+use cli_support::{pipewright, run, stderr, stdout, Served};
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -39,52 +39,19 @@ impl Drop for RunDir {
     }
 }
 
-fn pipewright() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pipewright"))
-}
-
-/// A `netipc serve` process, killed when dropped.
-struct Server(Child);
-
-impl Server {
-    /// Starts `netipc serve` for `service` in `dir` with `extra` arguments and waits (at
-    /// most 60 s) for its ready line.
-    fn start(dir: &RunDir, service: &str, extra: &[&str]) -> Server {
-        let mut child = pipewright()
-            .args([
-                "netipc",
-                "serve",
-                "--run-dir",
-                dir.arg(),
-                "--service",
-                service,
-            ])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start pipewright netipc serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let server = Server(child);
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("watchdog: netipc serve printed no ready line within 60 s");
-        assert!(line.starts_with("listening on "), "ready line: {line:?}");
-        server
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Starts `netipc serve` for `service` in `dir` with `extra` arguments and waits for its ready
+/// line; the server is killed when the result is dropped.
+fn serve(dir: &RunDir, service: &str, extra: &[&str]) -> Served {
+    let mut cmd = pipewright();
+    cmd.args([
+        "netipc",
+        "serve",
+        "--run-dir",
+        dir.arg(),
+        "--service",
+        service,
+    ]);
+    Served::start(cmd.args(extra), "listening on ")
 }
 
 fn call(dir: &RunDir, service: &str, args: &[&str]) -> Output {
@@ -107,14 +74,6 @@ fn call_ok(dir: &RunDir, service: &str, args: &[&str]) -> String {
     stdout(&o)
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).trim().to_owned()
-}
-
 /// The value of `key: value` in the -v output.
 fn field(out: &str, key: &str) -> Option<u64> {
     out.lines()
@@ -128,7 +87,7 @@ fn field(out: &str, key: &str) -> Option<u64> {
 #[test]
 fn increment_with_session_values_and_hex_token() {
     let dir = RunDir::new();
-    let _s = Server::start(
+    let _s = serve(
         &dir,
         "inc",
         &["--method", "increment", "--token", "0xDEADBEEFCAFEBABE"],
@@ -170,8 +129,8 @@ fn increment_with_session_values_and_hex_token() {
 #[test]
 fn string_reverse_and_cgroups_snapshot() {
     let dir = RunDir::new();
-    let _r = Server::start(&dir, "rev", &["--method", "string-reverse", "--token", "7"]);
-    let _c = Server::start(
+    let _r = serve(&dir, "rev", &["--method", "string-reverse", "--token", "7"]);
+    let _c = serve(
         &dir,
         "cgroups-snapshot",
         &[
@@ -243,9 +202,9 @@ fn expected_app(pid: u32) -> String {
 #[test]
 fn cgroups_and_apps_lookups_stitch_what_the_server_splits() {
     let dir = RunDir::new();
-    let _c = Server::start(&dir, "cgroups-lookup", &["--method", "cgroups-lookup"]);
+    let _c = serve(&dir, "cgroups-lookup", &["--method", "cgroups-lookup"]);
     // A 4 KiB response limit cannot carry 150 known processes at once.
-    let _a = Server::start(
+    let _a = serve(
         &dir,
         "apps-lookup",
         &["--method", "apps-lookup", "--max-response", "4096"],
@@ -314,7 +273,7 @@ fn cgroups_and_apps_lookups_stitch_what_the_server_splits() {
 #[test]
 fn a_reader_that_goes_away_ends_the_output_quietly() {
     let dir = RunDir::new();
-    let _a = Server::start(&dir, "apps", &["--method", "apps-lookup"]);
+    let _a = serve(&dir, "apps", &["--method", "apps-lookup"]);
     // About 400 KB of output: far more than a pipe buffers once the reader is gone.
     let pids: Vec<String> = (1..=2000).map(|p| p.to_string()).collect();
     let mut child = pipewright()
@@ -352,7 +311,7 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
 #[test]
 fn echo_small_chunked_and_one_mib() {
     let dir = RunDir::new();
-    let _s = Server::start(&dir, "echo", &["--method", "echo"]);
+    let _s = serve(&dir, "echo", &["--method", "echo"]);
     for (size, extra) in [
         ("300", vec!["--packet-size", "100"]),
         ("1MiB", vec![]),
@@ -376,7 +335,7 @@ fn echo_small_chunked_and_one_mib() {
 #[test]
 fn rejections_and_mismatches_exit_non_zero_with_the_status_named() {
     let dir = RunDir::new();
-    let _s = Server::start(&dir, "inc", &["--token", "99"]);
+    let _s = serve(&dir, "inc", &["--token", "99"]);
     let cases: [(&[&str], i32, &str); 5] = [
         (&["--token", "98"], 7, "AUTH_FAILED"),
         (&["--token", "99", "--packet-size", "32"], 7, "INCOMPATIBLE"),
@@ -425,7 +384,7 @@ fn bad_arguments_are_usage_errors() {
 #[test]
 fn a_served_name_is_not_served_twice() {
     let dir = RunDir::new();
-    let _s = Server::start(&dir, "once", &[]);
+    let _s = serve(&dir, "once", &[]);
     let o = run(pipewright().args([
         "netipc",
         "serve",
@@ -453,7 +412,7 @@ fn region_files(dir: &RunDir) -> Vec<PathBuf> {
 fn shm_profile_for_every_method_and_fallbacks() {
     let dir = RunDir::new();
     let shm = ["--profile", "shm", "--token", "5"];
-    let _inc = Server::start(
+    let _inc = serve(
         &dir,
         "inc",
         &[&shm[..], &["--method", "increment"]].concat(),
@@ -471,7 +430,7 @@ fn shm_profile_for_every_method_and_fallbacks() {
         ),
         Some(1)
     );
-    let _plain = Server::start(&dir, "plain", &["--token", "5"]);
+    let _plain = serve(&dir, "plain", &["--token", "5"]);
     assert_eq!(
         field(
             &call_ok(&dir, "plain", &[&shm[..], &["-v"]].concat()),
@@ -480,7 +439,7 @@ fn shm_profile_for_every_method_and_fallbacks() {
         Some(1)
     );
 
-    let _rev = Server::start(
+    let _rev = serve(
         &dir,
         "rev",
         &[&shm[..], &["--method", "string-reverse"]].concat(),
@@ -503,7 +462,7 @@ fn shm_profile_for_every_method_and_fallbacks() {
     assert_eq!(field(&out, "selected_profile"), Some(4));
     assert_eq!(out.lines().last(), Some("yromem derahs"));
 
-    let _snap = Server::start(
+    let _snap = serve(
         &dir,
         "snap",
         &[&shm[..], &["--method", "cgroups-snapshot", "--items", "3"]].concat(),
@@ -516,7 +475,7 @@ fn shm_profile_for_every_method_and_fallbacks() {
     assert_eq!(field(&out, "selected_profile"), Some(4));
     assert_eq!(field(&out, "items"), Some(3));
 
-    let _echo = Server::start(&dir, "echo", &[&shm[..], &["--method", "echo"]].concat());
+    let _echo = serve(&dir, "echo", &[&shm[..], &["--method", "echo"]].concat());
     for size in ["0", "40", "1MiB"] {
         let o = call(
             &dir,

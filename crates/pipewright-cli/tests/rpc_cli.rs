@@ -2,13 +2,10 @@
 
 mod cli_support;
 
-use cli_support::run;
+use cli_support::{pipewright, run, stderr, stdout, Served};
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
 
 fn unique_name(tag: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -20,59 +17,15 @@ fn unique_name(tag: &str) -> String {
     )
 }
 
-fn pipewright() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pipewright"))
-}
-
-/// A `serve-demo` process, killed when dropped.
-struct DemoServer(Child);
-
-impl DemoServer {
-    /// Starts `serve-demo` with `args` and waits (at most 60 s) for its ready line.
-    fn start(cmd: &mut Command) -> DemoServer {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start pipewright rpc serve-demo");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let server = DemoServer(child);
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("watchdog: serve-demo printed no ready line within 60 s");
-        assert!(
-            line.starts_with("serving the demo RPC service"),
-            "ready line: {line:?}"
-        );
-        server
-    }
-}
-
-impl Drop for DemoServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).trim().to_owned()
+/// Starts `serve-demo` with `cmd`'s arguments and waits for its ready line.
+fn demo_server(cmd: &mut Command) -> Served {
+    Served::start(cmd, "serving the demo RPC service")
 }
 
 #[test]
 fn serve_demo_and_call_print_the_answers_as_json() {
     let name = unique_name("demo");
-    let _server = DemoServer::start(pipewright().args(["rpc", "serve-demo", &name]));
+    let _server = demo_server(pipewright().args(["rpc", "serve-demo", &name]));
 
     let o = run(pipewright().args(["rpc", "call", &name, "Factorial", r#"{"n": 5}"#]));
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
@@ -129,7 +82,7 @@ fn call_usage_and_transport_errors_use_the_documented_exit_codes() {
 #[test]
 fn a_second_serve_demo_on_the_same_name_exits_8() {
     let name = unique_name("twice");
-    let _server = DemoServer::start(pipewright().args(["rpc", "serve-demo", &name]));
+    let _server = demo_server(pipewright().args(["rpc", "serve-demo", &name]));
     let o = run(pipewright().args(["rpc", "serve-demo", &name]));
     assert_eq!(o.status.code(), Some(8), "stderr: {}", stderr(&o));
 }
@@ -141,7 +94,7 @@ fn a_second_serve_demo_on_the_same_name_exits_8() {
 fn default_name_is_rpc_demo() {
     let dir = std::env::temp_dir().join(unique_name("dir"));
     std::fs::create_dir_all(&dir).unwrap();
-    let _server = DemoServer::start(
+    let _server = demo_server(
         pipewright()
             .env("PIPEWRIGHT_RUNTIME_DIR", &dir)
             .args(["rpc", "serve-demo"]),
