@@ -266,63 +266,71 @@ fn reply_to<L: PacketListener>(
     if service.method().is_some_and(|m| m != request.code) {
         return Reply::status(request, TransportStatus::UNSUPPORTED, false);
     }
-    let items = if request.is_batch() {
-        match decode_batch(payload, request.item_count) {
-            Ok(items) => items,
-            Err(_) => return Reply::status(request, TransportStatus::BAD_ENVELOPE, true),
-        }
+    let answer = if request.is_batch() {
+        answer_batch(request, payload, service.as_ref())
     } else {
-        vec![payload]
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        match service.handle(request.code, item) {
-            Ok(v) => out.push(v),
-            Err(e) => return Reply::status(request, e.status(), true),
-        }
-    }
-    let (header, payload) = if request.is_batch() {
-        let refs: Vec<&[u8]> = out.iter().map(Vec::as_slice).collect();
-        match encode_batch(&refs) {
-            Ok(p) if p.len() as u64 <= max_response => (
-                Header {
-                    flags: FLAG_BATCH,
-                    item_count: refs.len() as u32,
-                    ..Header::response(
+        // A single request is answered without any intermediate collection.
+        service
+            .handle(request.code, payload)
+            .map(|p| {
+                (
+                    Header::response(
                         request.code,
                         request.message_id,
                         TransportStatus::OK,
                         p.len() as u32,
-                    )
-                },
-                p,
-            ),
-            other => {
-                learn(shared, other.map_or(u64::MAX, |p| p.len() as u64));
-                return Reply::status(request, TransportStatus::LIMIT_EXCEEDED, true);
-            }
+                    ),
+                    p,
+                )
+            })
+            .map_err(|e| e.status())
+    };
+    match answer {
+        Ok((header, payload)) if payload.len() as u64 <= max_response => Reply {
+            header,
+            payload,
+            close: false,
+        },
+        Ok((_, payload)) => {
+            learn(shared, payload.len() as u64);
+            Reply::status(request, TransportStatus::LIMIT_EXCEEDED, true)
         }
-    } else {
-        let p = out.pop().unwrap_or_default();
-        if p.len() as u64 > max_response {
-            learn(shared, p.len() as u64);
-            return Reply::status(request, TransportStatus::LIMIT_EXCEEDED, true);
+        Err(status) if status == TransportStatus::LIMIT_EXCEEDED => {
+            // Only a batch too large to encode at all gets here.
+            learn(shared, u64::MAX);
+            Reply::status(request, status, true)
         }
-        (
-            Header::response(
-                request.code,
-                request.message_id,
-                TransportStatus::OK,
-                p.len() as u32,
-            ),
-            p,
+        Err(status) => Reply::status(request, status, true),
+    }
+}
+
+/// Answers every item of a batch request; the response is a batch of as many items.
+fn answer_batch(
+    request: &Header,
+    payload: &[u8],
+    service: &dyn Service,
+) -> Result<(Header, Vec<u8>), TransportStatus> {
+    let items =
+        decode_batch(payload, request.item_count).map_err(|_| TransportStatus::BAD_ENVELOPE)?;
+    let answers = items
+        .into_iter()
+        .map(|item| service.handle(request.code, item))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.status())?;
+    let refs: Vec<&[u8]> = answers.iter().map(Vec::as_slice).collect();
+    // An envelope too large to encode is over any limit: LIMIT_EXCEEDED.
+    let encoded = encode_batch(&refs).map_err(|_| TransportStatus::LIMIT_EXCEEDED)?;
+    let header = Header {
+        flags: FLAG_BATCH,
+        item_count: refs.len() as u32,
+        ..Header::response(
+            request.code,
+            request.message_id,
+            TransportStatus::OK,
+            encoded.len() as u32,
         )
     };
-    Reply {
-        header,
-        payload,
-        close: false,
-    }
+    Ok((header, encoded))
 }
 
 async fn serve_session<T: PacketTransport, L: PacketListener>(
