@@ -237,70 +237,66 @@ fn is_fatal_accept(e: &io::Error) -> bool {
     )
 }
 
-/// A complete response and whether the session ends after it.
+/// A response's header (its payload is in the caller's buffer) and whether the session
+/// ends after it.
 struct Reply {
     header: Header,
-    payload: Vec<u8>,
     close: bool,
 }
 
 impl Reply {
-    fn status(request: &Header, status: TransportStatus, close: bool) -> Reply {
+    fn status(request: &Header, status: TransportStatus, close: bool, out: &mut Vec<u8>) -> Reply {
+        out.clear();
         Reply {
             header: Header::response(request.code, request.message_id, status, 0),
-            payload: Vec::new(),
             close,
         }
     }
 }
 
-/// Dispatches one request to the service and builds the answer (learning a
-/// larger response limit when the answer overflows `max_response`).
+/// Dispatches one request to the service and builds the answer, its payload in `out` (learning
+/// a larger response limit when the answer overflows `max_response`).
 fn reply_to<L: PacketListener>(
     request: &Header,
     payload: &[u8],
     shared: &Shared<L>,
     max_response: u64,
+    out: &mut Vec<u8>,
 ) -> Reply {
     let service = &shared.service;
     if service.method().is_some_and(|m| m != request.code) {
-        return Reply::status(request, TransportStatus::UNSUPPORTED, false);
+        return Reply::status(request, TransportStatus::UNSUPPORTED, false, out);
     }
-    let answer = if request.is_batch() {
-        answer_batch(request, payload, service.as_ref())
+    let answered = if request.is_batch() {
+        answer_batch(request, payload, service.as_ref()).map(|(header, encoded)| {
+            *out = encoded;
+            header
+        })
     } else {
-        // A single request is answered without any intermediate collection.
+        // A single request is answered into the reused buffer.
         service
-            .handle(request.code, payload)
-            .map(|p| {
-                (
-                    Header::response(
-                        request.code,
-                        request.message_id,
-                        TransportStatus::OK,
-                        p.len() as u32,
-                    ),
-                    p,
-                )
+            .handle_into(request.code, payload, out)
+            .map(|()| {
+                let len = out.len() as u32;
+                Header::response(request.code, request.message_id, TransportStatus::OK, len)
             })
             .map_err(|e| e.status())
     };
-    match answer {
-        Ok((header, payload)) if payload.len() as u64 <= max_response => Reply {
+    match answered {
+        Ok(header) if out.len() as u64 <= max_response => Reply {
             header,
-            payload,
             close: false,
         },
-        Ok((_, payload)) => {
-            learn(shared, payload.len() as u64);
-            Reply::status(request, TransportStatus::LIMIT_EXCEEDED, true)
+        Ok(_) => {
+            learn(shared, out.len() as u64);
+            Reply::status(request, TransportStatus::LIMIT_EXCEEDED, true, out)
         }
         Err(status) if status == TransportStatus::LIMIT_EXCEEDED => {
             // Only a batch too large to encode at all gets here.
             learn(shared, u64::MAX);
-            Reply::status(request, status, true)
+            Reply::status(request, status, true, out)
         }
-        Err(status) => Reply::status(request, status, true),
+        Err(status) => Reply::status(request, status, true, out),
     }
 }
 
@@ -338,14 +334,15 @@ async fn serve_session<T: PacketTransport, L: PacketListener>(
     shared: &Shared<L>,
 ) {
     let max_response = u64::from(session.negotiated().max_response_payload_bytes);
+    let mut answer = Vec::new();
     loop {
         let req = match session.recv_request().await {
             Ok(Some(req)) => req,
             // Over the request limit: already answered LIMIT_EXCEEDED.
             Ok(None) | Err(_) => return,
         };
-        let reply = reply_to(&req.header, &req.payload, shared, max_response);
-        let sent = session.send_reply(&reply.header, &reply.payload).await;
+        let reply = reply_to(&req.header, &req.payload, shared, max_response, &mut answer);
+        let sent = session.send_reply(&reply.header, &answer).await;
         if reply.close || sent.is_err() {
             return;
         }
@@ -373,6 +370,7 @@ async fn serve_shm_session<T: PacketTransport + 'static, L: PacketListener>(
         let _done = done;
         let mut buf = Vec::new();
         let mut out = Vec::new();
+        let mut answer = Vec::new();
         loop {
             let Ok(header) = receive_message(&mut *peer, &mut buf, &ended, None) else {
                 return;
@@ -390,9 +388,15 @@ async fn serve_shm_session<T: PacketTransport + 'static, L: PacketListener>(
                 let _ = send_message(&mut *peer, &mut out, &resp, &[]);
                 return;
             }
-            let reply = reply_to(&header, &buf[HEADER_LEN..], &shared, max_response);
+            let reply = reply_to(
+                &header,
+                &buf[HEADER_LEN..],
+                &shared,
+                max_response,
+                &mut answer,
+            );
             if limits.check_send(&reply.header).is_err()
-                || send_message(&mut *peer, &mut out, &reply.header, &reply.payload).is_err()
+                || send_message(&mut *peer, &mut out, &reply.header, &answer).is_err()
                 || reply.close
             {
                 return;

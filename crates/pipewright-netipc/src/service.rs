@@ -46,6 +46,19 @@ pub trait Service: Send + Sync + 'static {
 
     /// Answers one request item (one message, or one item of a batch).
     fn handle(&self, code: u16, request: &[u8]) -> Result<Vec<u8>, ServiceError>;
+
+    /// Answers a single (non-batch) request into `out`, replacing its contents. The managed
+    /// server reuses `out` from request to request, so a service that writes into it answers
+    /// without allocating; by default this calls [`handle`](Self::handle).
+    fn handle_into(
+        &self,
+        code: u16,
+        request: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ServiceError> {
+        *out = self.handle(code, request)?;
+        Ok(())
+    }
 }
 
 /// INCREMENT: answers `n + 1` (wrapping).
@@ -60,6 +73,18 @@ impl Service for Increment {
     fn handle(&self, _code: u16, request: &[u8]) -> Result<Vec<u8>, ServiceError> {
         let v = increment::decode(request)?;
         Ok(increment::encode(v.wrapping_add(1)).to_vec())
+    }
+
+    fn handle_into(
+        &self,
+        _code: u16,
+        request: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ServiceError> {
+        let v = increment::decode(request)?;
+        out.clear();
+        out.extend_from_slice(&increment::encode(v.wrapping_add(1)));
+        Ok(())
     }
 }
 
@@ -90,6 +115,17 @@ impl Service for Echo {
 
     fn handle(&self, _code: u16, request: &[u8]) -> Result<Vec<u8>, ServiceError> {
         Ok(request.to_vec())
+    }
+
+    fn handle_into(
+        &self,
+        _code: u16,
+        request: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ServiceError> {
+        out.clear();
+        out.extend_from_slice(request);
+        Ok(())
     }
 }
 
@@ -142,6 +178,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_into_a_reused_buffer_match_the_plain_answers() {
+        let mut out = b"left over from an earlier, longer answer".to_vec();
+        let services: [&dyn Service; 3] = [&Increment, &Echo, &StringReverse];
+        let requests = [
+            increment::encode(41).to_vec(),
+            b"echo me".to_vec(),
+            string_reverse::encode(b"abc").unwrap(),
+        ];
+        for (svc, req) in services.iter().zip(&requests) {
+            let code = svc.method().unwrap_or(9);
+            svc.handle_into(code, req, &mut out).unwrap();
+            assert_eq!(out, svc.handle(code, req).unwrap());
+        }
+        let e = Increment.handle_into(1, b"short", &mut out).unwrap_err();
+        assert_eq!(e.status(), TransportStatus::BAD_ENVELOPE);
+    }
 
     #[test]
     fn handlers_answer_and_reject() {
