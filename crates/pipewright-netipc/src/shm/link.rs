@@ -178,9 +178,13 @@ pub(crate) fn receive_message(
     ended: &EndFlag,
     deadline: Option<Instant>,
 ) -> Result<Header, SessionError> {
+    // A quick answer is caught by the region's spin: try that first, without
+    // reading the clock for the deadline.
+    let mut spin_only = deadline.is_some();
     loop {
         let slice = match deadline {
             None => WAIT_SLICE,
+            Some(_) if std::mem::take(&mut spin_only) => Duration::ZERO,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {

@@ -601,13 +601,14 @@ impl ShmPeer for Region {
     fn receive(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<(), ShmError> {
         buf.clear();
         let lane = self.incoming();
-        let deadline = Instant::now().checked_add(timeout);
         for _ in 0..self.spin_tries {
             if self.published(&lane) {
                 return self.consume(&lane, buf);
             }
             std::hint::spin_loop();
         }
+        // The clock is read only once the spin has not caught the message.
+        let deadline = Instant::now().checked_add(timeout);
         if self.profile == PROFILE_HYBRID {
             self.wait_hybrid(&lane, buf, deadline, timeout)
         } else {
