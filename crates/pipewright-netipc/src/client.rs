@@ -356,7 +356,11 @@ impl Client {
         let reply = self
             .call(method::INCREMENT, &increment::encode(value))
             .await?;
-        Ok(increment::decode(&reply)?)
+        let v = increment::decode(&reply)?;
+        if let Some(s) = self.session.as_mut() {
+            s.recycle(reply);
+        }
+        Ok(v)
     }
 
     /// STRING_REVERSE: returns the server's reversal of `s`.

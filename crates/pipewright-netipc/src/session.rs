@@ -182,6 +182,9 @@ struct Link<T> {
     negotiated: Negotiated,
     limits: Limits,
     buf: Vec<u8>,
+    /// A payload buffer handed back by the caller ([`Session::recycle`]), reused for the
+    /// next shared-memory answer instead of a new allocation.
+    spare: Vec<u8>,
     busy: bool,
     broken: bool,
 }
@@ -193,6 +196,7 @@ impl<T: PacketTransport> Link<T> {
             shm: None,
             limits: Limits::new(role, &negotiated),
             buf: vec![0; negotiated.packet_size as usize],
+            spare: Vec::new(),
             negotiated,
             busy: false,
             broken: false,
@@ -205,6 +209,7 @@ impl<T: PacketTransport> Link<T> {
             shm: Some(shm),
             limits: Limits::new(role, &negotiated),
             buf: Vec::new(),
+            spare: Vec::new(),
             negotiated,
             busy: false,
             broken: false,
@@ -263,10 +268,10 @@ impl<T: PacketTransport> Link<T> {
             let header = shm.receive(&mut self.buf, deadline).await?;
             self.limits.check_receive(&header)?;
             on_header(&header)?;
-            return Ok(Message {
-                header,
-                payload: self.buf[HEADER_LEN..].to_vec(),
-            });
+            let mut payload = std::mem::take(&mut self.spare);
+            payload.clear();
+            payload.extend_from_slice(&self.buf[HEADER_LEN..]);
+            return Ok(Message { header, payload });
         }
         let transport = self.transport.as_mut().ok_or(SessionError::Broken)?;
         let n = transport.recv_packet(&mut self.buf).await.map_err(map_io)?;
@@ -437,6 +442,12 @@ impl<T: PacketTransport> Session<T> {
     /// The agreed session parameters.
     pub fn negotiated(&self) -> &Negotiated {
         &self.link.negotiated
+    }
+
+    /// Hands a response payload back once it has been read, so the next response over shared
+    /// memory reuses its allocation.
+    pub fn recycle(&mut self, payload: Vec<u8>) {
+        self.link.spare = payload;
     }
 
     /// Number of requests awaiting a response.
