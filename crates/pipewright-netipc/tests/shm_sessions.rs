@@ -353,17 +353,13 @@ fn blocking_client_over_shm_times_out_and_recovers() {
     assert_eq!(c.negotiated().unwrap().session_id, first);
     assert_eq!(c.increment(5).unwrap(), 6);
 
-    // A stalled answer times out at the call timeout and drops the session
-    // (its late answer must never be taken for a later call's).
-    let started = std::time::Instant::now();
+    // A stalled answer times out at the call timeout (a call that waited for
+    // it would return 1001) and drops the session (its late answer must never
+    // be taken for a later call's).
     match c.increment(1000) {
         Err(ClientError::TimedOut(t)) => assert_eq!(t, Duration::from_millis(300)),
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "waited for the stalled answer"
-    );
     assert!(c.negotiated().is_none(), "the timed-out session is dropped");
     assert_eq!(c.increment(41).unwrap(), 42);
     assert!(c.negotiated().unwrap().session_id > first);
