@@ -199,6 +199,16 @@ impl Header {
         }
     }
 
+    /// An OK response header for a batch of `item_count` answers whose encoded
+    /// envelope is `payload_len` bytes.
+    pub fn batch_response(code: u16, message_id: u64, item_count: u32, payload_len: u32) -> Header {
+        Header {
+            flags: FLAG_BATCH,
+            item_count,
+            ..Header::response(code, message_id, TransportStatus::OK, payload_len)
+        }
+    }
+
     /// Whether the BATCH flag is set.
     pub fn is_batch(&self) -> bool {
         self.flags & FLAG_BATCH != 0

@@ -29,7 +29,7 @@
 use crate::batch::{decode_batch, encode_batch};
 use crate::endpoint::DefaultListener;
 use crate::handshake::EndpointConfig;
-use crate::header::{Header, Kind, TransportStatus, FLAG_BATCH, HEADER_LEN};
+use crate::header::{Header, Kind, TransportStatus, HEADER_LEN};
 use crate::service::Service;
 use crate::session::{Server, ServerConfig, ServerSession, SessionError};
 use crate::shm::link::{receive_message, send_message};
@@ -316,16 +316,12 @@ fn answer_batch(
     let refs: Vec<&[u8]> = answers.iter().map(Vec::as_slice).collect();
     // An envelope too large to encode is over any limit: LIMIT_EXCEEDED.
     let encoded = encode_batch(&refs).map_err(|_| TransportStatus::LIMIT_EXCEEDED)?;
-    let header = Header {
-        flags: FLAG_BATCH,
-        item_count: refs.len() as u32,
-        ..Header::response(
-            request.code,
-            request.message_id,
-            TransportStatus::OK,
-            encoded.len() as u32,
-        )
-    };
+    let header = Header::batch_response(
+        request.code,
+        request.message_id,
+        refs.len() as u32,
+        encoded.len() as u32,
+    );
     Ok((header, encoded))
 }
 

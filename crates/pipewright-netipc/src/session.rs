@@ -857,16 +857,12 @@ impl<T: PacketTransport> ServerSession<T> {
         self.link.begin()?;
         let r = match encode_batch(items) {
             Ok(payload) => {
-                let h = Header {
-                    flags: FLAG_BATCH,
-                    item_count: items.len() as u32,
-                    ..Header::response(
-                        request.code,
-                        request.message_id,
-                        TransportStatus::OK,
-                        payload.len() as u32,
-                    )
-                };
+                let h = Header::batch_response(
+                    request.code,
+                    request.message_id,
+                    items.len() as u32,
+                    payload.len() as u32,
+                );
                 self.link.send(&h, &payload).await
             }
             Err(e) => Err(e.into()),
