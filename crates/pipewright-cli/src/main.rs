@@ -65,13 +65,26 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
+/// The runtime of `relay` and `bridge`: one thread. They only move bytes between a few
+/// streams, and each worker thread of a multi-threaded runtime costs an idle relay memory
+/// (its stack, its allocator arena) for nothing (docs/bench.md, "Idle relay and bridge").
+fn lean_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 fn main() -> ExitCode {
     if let Some((program, args)) = cmd::relay::relay_argv(std::env::args_os()) {
         return cmd::relay::main(program, args, init_logging);
     }
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match &cli.command {
+        Command::Relay(_) | Command::Bridge(_) => lean_runtime(),
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pipewright: cannot start the async runtime: {e}");

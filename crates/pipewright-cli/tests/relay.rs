@@ -329,48 +329,156 @@ async fn bg_and_v() {
 }
 
 /// The server goes away mid-transfer while stdin streams: the relay ends promptly with 7,
-/// and the listener keeps serving the next relay.
+/// and the listener keeps serving the next relay. On a message pipe (and a Unix socket) this
+/// holds on every platform; a Windows byte pipe cannot tell a close from a refused write.
 #[tokio::test]
 async fn server_dying_mid_transfer_is_a_peer_error() {
     watchdog(async {
-        let name = unique("dies");
-        let listener = pipewright::Listener::bind(&name).unwrap();
-        let mut child = relay(&[&name]);
-        let mut conn = listener.accept().await.unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = tokio::spawn(async move {
-            let block = vec![1u8; 64 * 1024];
-            while stdin.write_all(&block).await.is_ok() {}
-        });
-        let mut buf = vec![0u8; 1024 * 1024];
-        let mut seen = 0;
-        while seen < 4 * 1024 * 1024 {
-            seen += conn.read(&mut buf).await.unwrap();
-        }
-        drop(conn);
-        let (code, _, err) = finish(child).await;
-        if cfg!(windows) {
-            // A closed byte pipe reads as the server's normal end (0, as npiperelay) unless a
-            // write was refused first (7): which comes first depends on the pipe's buffering.
-            assert!(code == 0 || code == 7, "{code}: {err}");
-        } else {
-            assert_eq!(code, 7, "{err}");
-        }
-        writer.abort();
-
-        let l = std::sync::Arc::new(listener);
-        let server = tokio::spawn({
-            let l = l.clone();
-            async move {
-                let mut c = l.accept().await.unwrap();
-                c.write_all(b"next\n").await.unwrap();
-                c.shutdown().await.unwrap();
+        for mode in MODES {
+            let name = unique("dies");
+            let options = ListenerOptions::new().mode(mode);
+            let listener = pipewright::Listener::bind_with(&name, &options).unwrap();
+            let mut child = relay(&args(mode, &[], &name));
+            let mut conn = listener.accept().await.unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            let writer = tokio::spawn(async move {
+                let block = vec![1u8; 64 * 1024];
+                while stdin.write_all(&block).await.is_ok() {}
+            });
+            let mut buf = vec![0u8; 1024 * 1024];
+            let mut seen = 0;
+            while seen < 4 * 1024 * 1024 {
+                seen += conn.read(&mut buf).await.unwrap();
             }
-        });
-        let (code, out, err) = finish(relay(&[&name])).await;
-        assert_eq!(code, 0, "{err}");
-        assert_eq!(out, b"next\n");
-        server.await.unwrap();
+            drop(conn);
+            let (code, _, err) = finish(child).await;
+            if cfg!(windows) && mode == PipeMode::Byte {
+                // A closed byte pipe reads as the server's normal end (0, as npiperelay)
+                // unless a write was refused first (7): which comes first depends on the
+                // pipe's buffering (docs/relay.md).
+                assert!(code == 0 || code == 7, "{mode:?}: {code}: {err}");
+            } else {
+                assert_eq!(code, 7, "{mode:?}: {err}");
+            }
+            writer.abort();
+
+            let l = std::sync::Arc::new(listener);
+            let server = tokio::spawn({
+                let l = l.clone();
+                async move {
+                    let mut c = l.accept().await.unwrap();
+                    c.write_all(b"next\n").await.unwrap();
+                    c.shutdown().await.unwrap();
+                }
+            });
+            let (code, out, err) = finish(relay(&args(mode, &[], &name))).await;
+            assert_eq!(code, 0, "{mode:?}: {err}");
+            assert_eq!(out, b"next\n", "{mode:?}");
+            server.await.unwrap();
+        }
+    })
+    .await;
+}
+
+/// Turns this test binary into a child process serving a message pipe (see `child_entry`).
+const ROLE_ENV: &str = "PIPEWRIGHT_RELAY_TEST_SERVE";
+
+/// The child's role: serve one message-pipe connection, send a line, then wait to be killed.
+/// Does nothing in the parent.
+#[test]
+fn child_entry() {
+    let Ok(name) = std::env::var(ROLE_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let options = ListenerOptions::new().mode(PipeMode::Message);
+        let listener = pipewright::Listener::bind_with(&name, &options).unwrap();
+        let mut conn = listener.accept().await.unwrap();
+        conn.send_message(b"line\n").await.unwrap();
+        tokio::time::sleep(WATCHDOG).await;
+        drop(conn);
+    });
+    std::process::exit(0);
+}
+
+/// The relay's flags for a message pipe: explicit `-mode message`, and the default (`auto`
+/// finds the pipe's type on Windows; on Unix message framing must be asked for).
+fn message_flag_sets() -> Vec<Vec<&'static str>> {
+    let mut sets = vec![vec!["-mode", "message"]];
+    if cfg!(windows) {
+        sets.push(vec![]);
+    }
+    sets
+}
+
+/// A message-pipe server whose process is killed (no end-of-stream message): the relay
+/// ends with 7, saying the server went away without closing, on every platform.
+#[tokio::test]
+async fn a_killed_message_server_is_a_peer_error() {
+    watchdog(async {
+        for flags in message_flag_sets() {
+            let name = unique("killed");
+            let mut server = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
+                .env(ROLE_ENV, &name)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("start the server process");
+            let mut relay_args = vec!["-p"];
+            relay_args.extend(flags.iter().copied());
+            relay_args.push(&name);
+            // stdin stays open: only the server's death can end the relay.
+            let mut child = relay(&relay_args);
+            let mut stdout = child.stdout.take().unwrap();
+            let mut line = [0u8; 5];
+            stdout.read_exact(&mut line).await.unwrap();
+            assert_eq!(&line, b"line\n", "{flags:?}");
+            server.kill().unwrap();
+            tokio::task::spawn_blocking(move || server.wait())
+                .await
+                .unwrap()
+                .unwrap();
+            let (code, _, err) = finish(child).await;
+            assert_eq!(code, 7, "{flags:?}: {err}");
+            assert!(err.contains("without closing"), "{flags:?}: {err}");
+        }
+    })
+    .await;
+}
+
+/// A message-pipe server that ends orderly (drops its stream, or close_write and stays)
+/// while stdin stays open: the relay delivers the line and ends with 0 on every platform.
+#[tokio::test]
+async fn a_message_server_ending_orderly_gives_0() {
+    watchdog(async {
+        for flags in message_flag_sets() {
+            for how in ["drop", "close_write"] {
+                let name = unique("orderly");
+                let options = ListenerOptions::new().mode(PipeMode::Message);
+                let listener = pipewright::Listener::bind_with(&name, &options).unwrap();
+                let mut relay_args = flags.clone();
+                relay_args.push(&name);
+                let child = relay(&relay_args);
+                let mut conn = listener.accept().await.unwrap();
+                conn.send_message(b"line\n").await.unwrap();
+                let kept = match how {
+                    "drop" => {
+                        drop(conn);
+                        None
+                    }
+                    _ => {
+                        conn.close_write().await.unwrap();
+                        Some(conn)
+                    }
+                };
+                let (code, out, err) = finish(child).await;
+                assert_eq!(code, 0, "{flags:?} {how}: {err}");
+                assert_eq!(out, b"line\n", "{flags:?} {how}");
+                drop(kept);
+            }
+        }
     })
     .await;
 }

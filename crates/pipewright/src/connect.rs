@@ -32,10 +32,24 @@ pub async fn connect(name: impl ToPipeName) -> Result<PipeStream> {
 /// with backoff (sleeping on the runtime's timer, never blocking a thread) until the timeout;
 /// then fails with the last failure's kind ([`NotFound`](ErrorKind::NotFound) or
 /// [`Busy`](ErrorKind::Busy)). A single attempt that outlives the deadline fails with
-/// [`TimedOut`](ErrorKind::TimedOut).
+/// [`TimedOut`](ErrorKind::TimedOut). A remote `\\HOST\pipe\NAME` fails with
+/// [`InvalidName`](ErrorKind::InvalidName) unless
+/// [`ConnectOptions::allow_remote`] is set; its open then runs on tokio's blocking pool, so
+/// the timeout applies to it too and no runtime thread waits on the network.
 pub async fn connect_with(name: impl ToPipeName, options: &ConnectOptions) -> Result<PipeStream> {
     let name = name.to_pipe_name()?;
     options.validate()?;
+    if let (Some(host), false) = (name.host(), options.allow_remote) {
+        return Err(Error::new(
+            ErrorKind::InvalidName,
+            format!(
+                "connect: '{host}' is another machine, and remote pipes are refused by default; \
+                 set ConnectOptions::allow_remote(true) to open it, or use \\\\.\\pipe\\{}",
+                name.name()
+            ),
+        )
+        .with_pipe(name.windows_path()));
+    }
     let started = Instant::now();
     let deadline = started + options.timeout;
     let mut backoff = FIRST_BACKOFF;

@@ -31,7 +31,7 @@ pub enum ErrorKind {
     InvalidOption,
     /// A message is larger than the configured limit.
     MessageTooLarge,
-    /// The listener was closed.
+    /// The listener was closed, or the stream's write half was closed with `close_write`.
     Closed,
     /// The platform does not support this operation.
     Unsupported,
@@ -52,7 +52,7 @@ impl ErrorKind {
             ErrorKind::InvalidName => "invalid name",
             ErrorKind::InvalidOption => "invalid option",
             ErrorKind::MessageTooLarge => "message too large",
-            ErrorKind::Closed => "listener closed",
+            ErrorKind::Closed => "closed",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Other => "error",
         }

@@ -56,32 +56,6 @@ pub use options::{
 pub use peer::{Peer, PeerUser};
 pub use stream::PipeStream;
 
-/// Raw platform I/O with no runtime and no pipewright stream in the way: the baseline that
-/// benchmarks report their figures against, measured in the same run.
-pub mod baseline {
-    use std::time::Duration;
-
-    /// Moves `total` bytes from a client to a server over a fresh pipe (a socket on Unix)
-    /// called `name`, with `chunk`-byte operations (`in_flight` of each outstanding on
-    /// Windows, where the I/O is overlapped; blocking on Unix), and returns the elapsed time.
-    ///
-    /// ```no_run
-    /// let t = pipewright::baseline::raw_transfer("bench-raw", 64 << 20, 1 << 20, 2).unwrap();
-    /// println!("{:.0} MiB/s", 64.0 / t.as_secs_f64());
-    /// ```
-    pub fn raw_transfer(
-        name: &str,
-        total: usize,
-        chunk: usize,
-        in_flight: usize,
-    ) -> crate::Result<Duration> {
-        let name = crate::PipeName::parse(name)?;
-        let path = name.platform_path();
-        crate::sys::baseline::raw_transfer(&path, total, chunk, in_flight.max(1))
-            .map_err(|e| crate::Error::from_io(e, &path, "raw transfer"))
-    }
-}
-
 /// Operating-system primitives for protocols that go beyond pipes and sockets (netipc's
 /// shared-memory profiles and SEQPACKET transport): shared file mappings with atomic access,
 /// wait words and named events, and the few calls around them. Safe wrappers; every `unsafe`

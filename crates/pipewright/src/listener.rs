@@ -8,11 +8,15 @@ use crate::sys;
 
 /// Serves a pipe name and accepts clients.
 ///
-/// On Windows the listener keeps `backlog` pending instances at every moment: when a client
+/// On Windows the listener keeps pending instances ready for clients: when a client
 /// connects, a fresh instance replaces it at once, even before [`accept`](Self::accept) is
-/// called, so clients never see a busy or missing pipe between accepts. On Unix it binds the
-/// socket file (mode 0600 by default), replaces a stale socket left by a dead server, and
-/// removes the file when closed or dropped.
+/// called, so clients never see a busy or missing pipe between accepts, as long as fewer
+/// than `backlog` clients wait to be accepted. Beyond that (a flood against a slow acceptor)
+/// clients see a busy server and retry; at
+/// [`max_instances`](crate::ListenerOptions::max_instances), `accept` waits until an
+/// accepted stream closes. On Unix it binds the socket file (mode 0600 by default), replaces
+/// a stale socket left by a dead server, and removes the file when closed or dropped; its
+/// listen queue is `backlog` long.
 ///
 /// ```no_run
 /// use pipewright::{Listener, ListenerOptions, PipeMode};
@@ -47,7 +51,10 @@ impl Listener {
     }
 
     /// Waits for the next client. Cancel-safe: dropping the future loses no client.
-    /// After [`close`](Self::close) it fails with [`Closed`](crate::ErrorKind::Closed).
+    /// After [`close`](Self::close) it fails with [`Closed`](crate::ErrorKind::Closed). At
+    /// `max_instances` it waits for an accepted stream to close rather than failing. On
+    /// Windows it fails with [`AlreadyInUse`](crate::ErrorKind::AlreadyInUse) if another
+    /// process created the name at a moment the listener held no instance.
     pub async fn accept(&self) -> Result<PipeStream> {
         self.inner.accept().await.map(PipeStream::from_sys)
     }

@@ -51,6 +51,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 pub const DEFAULT_BACKLOG: usize = 4;
 /// Default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default linger limit: how long closing a stream waits for the peer to take what was
+/// written (see [`ListenerOptions::linger`]).
+pub(crate) const DEFAULT_LINGER: Duration = Duration::from_secs(30);
 
 /// Stream settings shared by listeners and clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +61,10 @@ pub(crate) struct StreamConfig {
     pub mode: PipeMode,
     pub io_buffer_size: usize,
     pub max_message_size: usize,
+    /// How long drop, `shutdown` and `close_write` wait for our own outstanding writes
+    /// (Windows; a Unix socket keeps written bytes in the kernel).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub linger: Duration,
 }
 
 impl Default for StreamConfig {
@@ -66,6 +73,7 @@ impl Default for StreamConfig {
             mode: PipeMode::Byte,
             io_buffer_size: DEFAULT_IO_BUFFER_SIZE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            linger: DEFAULT_LINGER,
         }
     }
 }
@@ -143,16 +151,22 @@ impl ListenerOptions {
         self
     }
 
-    /// How many clients can be waiting to be accepted (default 4). On Windows this is the
-    /// number of pending pipe instances the listener keeps at every moment; on Unix it is the
-    /// kernel's listen queue, at least 128.
+    /// How many clients can be waiting to be accepted (default 4): connected but not yet
+    /// returned by [`accept`](crate::Listener::accept), plus (Windows) the free instances
+    /// waiting for them. On Windows the listener keeps pending + not-yet-accepted instances
+    /// at `backlog`; clients beyond it see a busy pipe and retry within their connect timeout,
+    /// so a flood against a slow acceptor holds at most `backlog` instances. On Unix it is the
+    /// kernel's listen queue, never below 128 (common Unix clients such as curl and ssh do not
+    /// retry a busy socket); the kernel bounds it either way.
     pub fn backlog(mut self, backlog: usize) -> Self {
         self.backlog = backlog;
         self
     }
 
-    /// The most instances (connected plus pending) the pipe may have, 1 to 254; default
-    /// unlimited. Windows only.
+    /// The most instances the pipe may have, 1 to 254; default unlimited. Windows only.
+    /// The listener counts its own: pending, connected-not-yet-accepted and accepted streams
+    /// not yet closed. At the limit, [`accept`](crate::Listener::accept) waits until an
+    /// accepted stream closes (it does not fail) and new clients see a busy pipe.
     pub fn max_instances(mut self, max: u32) -> Self {
         self.max_instances = Some(max);
         self
@@ -175,6 +189,24 @@ impl ListenerOptions {
     /// Largest message [`recv_message`](crate::PipeStream::recv_message) accepts (default 16 MiB).
     pub fn max_message_size(mut self, size: usize) -> Self {
         self.stream.max_message_size = size;
+        self
+    }
+
+    /// How long closing an accepted stream waits for the client to take the bytes already
+    /// reported written (default 30 s). Dropping a stream delivers every byte a write reported
+    /// as written, then (message mode) the end-of-stream message, then closes, in the
+    /// background, without blocking the dropping thread; `shutdown()` and `close_write()` wait
+    /// for our own writes. Past the linger limit the remaining writes are cancelled and the
+    /// pipe is closed (`shutdown()` then fails with [`TimedOut`](crate::ErrorKind::TimedOut)).
+    /// Windows only: a Unix socket keeps written bytes in the kernel.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = pipewright::ListenerOptions::new().linger(Duration::from_secs(2));
+    /// # let _ = opts;
+    /// ```
+    pub fn linger(mut self, limit: Duration) -> Self {
+        self.stream.linger = limit;
         self
     }
 
@@ -268,6 +300,7 @@ pub struct ConnectOptions {
     pub(crate) retry_not_found: bool,
     pub(crate) impersonation: ImpersonationLevel,
     pub(crate) mode_from_server: bool,
+    pub(crate) allow_remote: bool,
 }
 
 impl Default for ConnectOptions {
@@ -279,6 +312,7 @@ impl Default for ConnectOptions {
             retry_not_found: true,
             impersonation: ImpersonationLevel::Anonymous,
             mode_from_server: false,
+            allow_remote: false,
         }
     }
 }
@@ -316,6 +350,21 @@ impl ConnectOptions {
         self
     }
 
+    /// Allow a remote `\\HOST\pipe\NAME` (a [`PipeName::parse_remote`](crate::PipeName::parse_remote)
+    /// name; default off: such a name fails with [`InvalidName`](crate::ErrorKind::InvalidName)).
+    /// Windows only. Opening a remote pipe goes over SMB and can block for the network's
+    /// own timeout, so it runs on tokio's blocking pool and the connect
+    /// [`timeout`](Self::timeout) abandons it; an open that finishes later is closed.
+    ///
+    /// ```
+    /// let opts = pipewright::ConnectOptions::new().allow_remote(true);
+    /// # let _ = opts;
+    /// ```
+    pub fn allow_remote(mut self, on: bool) -> Self {
+        self.allow_remote = on;
+        self
+    }
+
     /// Retry while every instance is busy (default on).
     pub fn retry_busy(mut self, on: bool) -> Self {
         self.retry_busy = on;
@@ -343,6 +392,19 @@ impl ConnectOptions {
     /// Largest message accepted in message mode (default 16 MiB).
     pub fn max_message_size(mut self, size: usize) -> Self {
         self.stream.max_message_size = size;
+        self
+    }
+
+    /// How long closing the stream waits for the server to take the bytes already reported
+    /// written (default 30 s); see [`ListenerOptions::linger`]. Windows only.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = pipewright::ConnectOptions::new().linger(Duration::from_millis(500));
+    /// # let _ = opts;
+    /// ```
+    pub fn linger(mut self, limit: Duration) -> Self {
+        self.stream.linger = limit;
         self
     }
 

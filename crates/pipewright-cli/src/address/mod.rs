@@ -432,9 +432,9 @@ impl Address {
     /// Binds a listening address.
     pub async fn listen(&self) -> Result<Acceptor, Failure> {
         match self {
-            Address::NpipeListen(l) => l.bind().map(Acceptor::Pipe),
+            Address::NpipeListen(l) => l.bind().map(|l| Acceptor::Pipe(Box::new(l))),
             Address::TcpListen { host, port } => tcp::listen(host, *port).await.map(Acceptor::Tcp),
-            Address::UnixListen(l) => l.bind().map(Acceptor::Pipe),
+            Address::UnixListen(l) => l.bind().map(|l| Acceptor::Pipe(Box::new(l))),
             _ => Err(Failure::usage("not a listening address")),
         }
     }
@@ -444,7 +444,7 @@ impl Address {
 #[derive(Debug)]
 pub enum Acceptor {
     /// A pipe or Unix socket listener.
-    Pipe(pipewright::Listener),
+    Pipe(Box<pipewright::Listener>),
     /// A TCP listener.
     Tcp(tokio::net::TcpListener),
 }

@@ -22,13 +22,21 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 
-/// Size of each read from stdin and the most a single write to stdout carries.
+/// The largest read from stdin and the most a single write to stdout carries.
 pub const STDIO_BLOCK: usize = 256 * 1024;
+
+/// The first stdin block. A read that fills its block doubles the next one, up to
+/// [`STDIO_BLOCK`], so an idle or chatty relay holds 16 KiB and a bulk one reaches large reads.
+const FIRST_STDIN_BLOCK: usize = 16 * 1024;
+
+/// Stack of each stdio thread: it only reads or writes and hands blocks over a channel.
+const STDIO_THREAD_STACK: usize = 256 * 1024;
 
 /// Blocks queued between a stdio thread and the async side.
 const QUEUE: usize = 4;
 
-/// Stdin as [`AsyncRead`]. Reads reach the caller in blocks of up to [`STDIO_BLOCK`] bytes.
+/// Stdin as [`AsyncRead`]. Reads reach the caller in blocks of up to [`STDIO_BLOCK`] bytes;
+/// nothing is allocated beyond the first 16 KiB block until data fills it.
 #[derive(Debug)]
 pub struct Stdin {
     rx: mpsc::Receiver<io::Result<(Vec<u8>, usize)>>,
@@ -47,6 +55,7 @@ pub fn stdin() -> io::Result<Stdin> {
     let (recycle, spare) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("stdin".into())
+        .stack_size(STDIO_THREAD_STACK)
         .spawn(move || read_loop(file, tx, spare))?;
     Ok(Stdin {
         rx,
@@ -63,10 +72,19 @@ fn read_loop(
     tx: mpsc::Sender<io::Result<(Vec<u8>, usize)>>,
     spare: std::sync::mpsc::Receiver<Vec<u8>>,
 ) {
+    let mut size = FIRST_STDIN_BLOCK;
     loop {
-        let mut block = spare.try_recv().unwrap_or_else(|_| vec![0u8; STDIO_BLOCK]);
+        let mut block = match spare.try_recv() {
+            Ok(block) if block.len() >= size => block,
+            _ => vec![0u8; size],
+        };
         let result = match file.read(&mut block) {
-            Ok(n) => Ok((block, n)),
+            Ok(n) => {
+                if n == block.len() {
+                    size = (size * 2).min(STDIO_BLOCK);
+                }
+                Ok((block, n))
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // A closed pipe on stdin is the end of input, as on Windows for ERROR_BROKEN_PIPE.
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok((Vec::new(), 0)),
@@ -93,7 +111,7 @@ impl AsyncRead for Stdin {
             match ready!(this.rx.poll_recv(cx)) {
                 Some(Ok((block, n))) if n > 0 => {
                     let used = std::mem::replace(&mut this.current, block);
-                    if used.len() == STDIO_BLOCK {
+                    if !used.is_empty() {
                         let _ = this.recycle.send(used);
                     }
                     this.len = n;
@@ -125,8 +143,11 @@ type Permit = Pin<Box<dyn Future<Output = Option<mpsc::OwnedPermit<Job>>> + Send
 
 /// Stdout as [`AsyncWrite`]. `poll_write` hands the bytes to the writer thread; `flush` waits
 /// until they are written; `shutdown` flushes, stops the thread and, when stdout is a socket
-/// (on Unix), shuts its write half so the reader sees end of stream.
+/// (on Unix), shuts its write half so the reader sees end of stream. The thread starts at the
+/// first write: an idle relay does not pay for it.
 pub struct Stdout {
+    /// The duplicated handle until the writer thread takes it.
+    idle: Option<File>,
     tx: Option<mpsc::Sender<Job>>,
     permit: Option<Permit>,
     flushed: Option<oneshot::Receiver<()>>,
@@ -136,25 +157,19 @@ pub struct Stdout {
 impl std::fmt::Debug for Stdout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stdout")
-            .field("open", &self.tx.is_some())
+            .field("open", &(self.idle.is_some() || self.tx.is_some()))
             .finish()
     }
 }
 
 /// Opens stdout.
 pub fn stdout() -> io::Result<Stdout> {
-    let file = File::from(duplicate_stdout()?);
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let error = Arc::new(Mutex::new(None));
-    let thread_error = error.clone();
-    std::thread::Builder::new()
-        .name("stdout".into())
-        .spawn(move || write_loop(file, rx, thread_error))?;
     Ok(Stdout {
-        tx: Some(tx),
+        idle: Some(File::from(duplicate_stdout()?)),
+        tx: None,
         permit: None,
         flushed: None,
-        error,
+        error: Arc::new(Mutex::new(None)),
     })
 }
 
@@ -187,6 +202,21 @@ fn shut_write_if_socket(file: &File) {
 fn shut_write_if_socket(_file: &File) {}
 
 impl Stdout {
+    /// Starts the writer thread if it has not started yet.
+    fn start(&mut self) -> io::Result<()> {
+        let Some(file) = self.idle.take() else {
+            return Ok(());
+        };
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let thread_error = self.error.clone();
+        std::thread::Builder::new()
+            .name("stdout".into())
+            .stack_size(STDIO_THREAD_STACK)
+            .spawn(move || write_loop(file, rx, thread_error))?;
+        self.tx = Some(tx);
+        Ok(())
+    }
+
     fn failure(&self) -> io::Error {
         match self
             .error
@@ -222,6 +252,7 @@ impl AsyncWrite for Stdout {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        self.start()?;
         let permit = ready!(self.poll_permit(cx))?;
         let n = buf.len().min(STDIO_BLOCK);
         permit.send(Job::Data(buf[..n].to_vec()));
@@ -229,6 +260,7 @@ impl AsyncWrite for Stdout {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Nothing written yet (idle), or the thread has finished.
         if self.tx.is_none() {
             return Poll::Ready(Ok(()));
         }
@@ -245,6 +277,11 @@ impl AsyncWrite for Stdout {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(file) = self.idle.take() {
+            // Never written to: no thread to stop, only the end of stream to pass on.
+            shut_write_if_socket(&file);
+            return Poll::Ready(Ok(()));
+        }
         ready!(self.as_mut().poll_flush(cx))?;
         // Dropping the sender ends the thread, which flushes and shuts a socket's write half.
         self.tx = None;

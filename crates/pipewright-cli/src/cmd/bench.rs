@@ -77,9 +77,11 @@ async fn stream(a: StreamArgs) -> Result<()> {
     let (mut raw, mut ours, mut tok) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..a.rounds {
         let name = format!("pipewright-bench-raw-{}-{round}", std::process::id());
+        let path = pipewright::PipeName::parse(&name)?.platform_path();
         let (size, chunk) = (a.size, a.chunk);
         let t = tokio::task::spawn_blocking(move || {
-            pipewright::baseline::raw_transfer(&name, size, chunk, 2)
+            crate::sys::baseline::raw_transfer(&path, size, chunk, 2)
+                .with_context(|| format!("{path}: raw transfer"))
         })
         .await??;
         raw.push(mib_per_s(a.size, t));

@@ -64,7 +64,7 @@ pub fn main(program: &str, args: Vec<OsString>, init_logging: fn(u8)) -> ExitCod
         Err(code) => return ExitCode::from(code),
     };
     init_logging(u8::from(a.verbose));
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match crate::lean_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{program}: cannot start the async runtime: {e}");
@@ -171,8 +171,9 @@ pub fn relay_policy(a: &RelayArgs, pipe_eof_is_close: bool) -> Policy {
         } else if pipe_eof_is_close {
             AfterEof::Finish
         } else {
-            // A half-close or a close: the transport cannot tell which, so stdin gets the
-            // same bounded linger as -ei gives the pipe.
+            // An orderly end: a half-close or a close (in message mode a server that died
+            // is an error instead, exit 7). Either way stdin gets the same bounded linger as
+            // -ei gives the pipe.
             AfterEof::Linger(a.linger)
         },
     }
@@ -191,9 +192,11 @@ async fn connect_pipe(name: &PipeName, a: &RelayArgs) -> pipewright::Result<Pipe
         ModeChoice::Message => {
             pipewright::connect_with(name, &base.clone().mode(PipeMode::Message)).await
         }
-        // `-s` needs message read mode to send the zero-byte message on a message pipe; a
-        // byte pipe stays in byte mode on the same connection.
-        ModeChoice::Auto if cfg!(windows) && a.send_zero => {
+        // Message read mode on a message pipe, as go-winio (npiperelay) does: `-s` needs it
+        // to send the zero-byte message, and it tells a server's orderly end (zero-byte
+        // message: exit 0) from its death (exit 7). A byte pipe stays in byte mode on the
+        // same connection.
+        ModeChoice::Auto if cfg!(windows) => {
             let stream =
                 pipewright::connect_with(name, &base.clone().mode_from_server(true)).await?;
             if stream.mode() == PipeMode::Byte {

@@ -8,7 +8,13 @@
 mod windows;
 
 #[cfg(windows)]
-pub use windows::{hide_console_window, list_pipes};
+pub use windows::{baseline, hide_console_window, list_pipes};
+
+/// Raw platform I/O with no runtime and no pipewright stream in the way: the baseline that
+/// `bench stream` reports its figures against, measured in the same run.
+#[cfg(unix)]
+#[path = "unix/baseline.rs"]
+pub mod baseline;
 
 /// An entry of the named-pipe namespace (`\\.\pipe\`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,6 +20,10 @@ use windows_sys::Win32::UI::WindowsAndMessaging::{ShowWindow, SW_HIDE};
 
 use super::PipeEntry;
 
+/// Raw overlapped I/O with no runtime and no pipewright stream in the way: the baseline that
+/// `bench stream` reports its figures against, measured in the same run.
+pub mod baseline;
+
 /// Hides this process's console window, if it has one; silently does nothing otherwise.
 pub fn hide_console_window() {
     // SAFETY: no arguments; returns a window handle or null.

@@ -15,8 +15,9 @@ use crate::args;
 /// How the relay opens the pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ModeChoice {
-    /// Message mode when `-s` is given on Windows and the server's pipe is a message pipe
-    /// (so the zero-byte message can be sent), byte mode otherwise.
+    /// On Windows the server's pipe type: message mode on a message pipe (as go-winio and
+    /// npiperelay: the zero-byte message can be sent, and a server that ends orderly can be
+    /// told from one that died), byte mode on a byte pipe. Byte mode on Unix.
     #[default]
     Auto,
     /// Byte mode.
@@ -101,11 +102,12 @@ Flags (one or two dashes; all flags go before PIPE):
               and send its nonce first
   -timeout D  how long -p waits, like 500ms, 30s, 2m (default 60s)
   -linger D   with -ei, stop once the pipe has been idle this long (default 1s)
-  -mode M     auto, byte or message (default auto: message if -s and the pipe is one)
+  -mode M     auto, byte or message (default auto: the pipe's own type on Windows)
   -h          this help
 
 Exit codes: 0 done, 1 failure, 2 usage, 3 not found, 4 busy, 5 access denied,
-6 timed out, 7 peer closed early or broke the protocol."
+6 timed out, 7 peer closed early (on a message pipe: the server died), or broke
+the protocol."
     )
 }
 

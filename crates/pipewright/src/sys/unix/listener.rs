@@ -4,7 +4,9 @@
 //! Binders of one path are serialised by an advisory lock on `PATH.lock`, held for the
 //! listener's life (the system drops it when the process dies). Only the lock holder may treat
 //! a socket that refuses connections as stale and remove it; without the lock, a socket caught
-//! between another server's `bind` and `listen` would look stale too.
+//! between another server's `bind` and `listen` would look stale too. The holder removes the
+//! lock file on close while it still holds it; a binder that locks a file no longer at the
+//! path (same device and inode) drops it and starts over, so only one lock is ever "the" lock.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
@@ -21,8 +23,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::name::PipeName;
 use crate::options::{ListenerOptions, Security, StreamConfig};
 
-/// The smallest kernel listen queue used, whatever the backlog option says.
-const MIN_LISTEN_QUEUE: usize = 128;
+/// The smallest listen queue a Unix listener asks the kernel for, whatever `backlog` says:
+/// common Unix clients do not retry a busy socket.
+const UNIX_MIN_LISTEN_QUEUE: usize = 128;
 
 #[derive(Debug)]
 pub(crate) struct Listener {
@@ -34,6 +37,8 @@ pub(crate) struct Listener {
     /// Held while the listener lives; see the module docs.
     _lock: File,
     lock_path: PathBuf,
+    /// Device and inode of the lock file we hold (it is at `lock_path` while we hold it).
+    lock_identity: (u64, u64),
     config: StreamConfig,
     closed: watch::Sender<bool>,
 }
@@ -56,7 +61,7 @@ impl Listener {
         let shown = path.display().to_string();
         check_path_len(&shown)?;
         let lock_path = lock_path_for(&path);
-        let lock = take_lock(&lock_path, &shown)?;
+        let (lock, lock_identity) = take_lock(&lock_path, &shown)?;
         recover_stale(&path, &shown)?;
 
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None)
@@ -73,7 +78,12 @@ impl Listener {
         };
         fs::set_permissions(&path, fs::Permissions::from_mode(options.unix_mode))
             .map_err(|e| cleanup(e, "set socket mode"))?;
-        let queue = options.backlog.max(MIN_LISTEN_QUEUE) as i32;
+        // The kernel's listen queue bounds the clients waiting to be accepted; beyond it they
+        // see EAGAIN (busy) and retry. It is never below UNIX_MIN_LISTEN_QUEUE, because common
+        // Unix clients (curl, ssh, git) do not retry (docs/architecture.md, "Listener limits").
+        let queue = options
+            .backlog
+            .clamp(UNIX_MIN_LISTEN_QUEUE, i32::MAX as usize) as i32;
         socket.listen(queue).map_err(|e| cleanup(e, "listen"))?;
         socket
             .set_nonblocking(true)
@@ -88,6 +98,7 @@ impl Listener {
             identity,
             _lock: lock,
             lock_path,
+            lock_identity,
             config: options.stream.clone(),
             closed: watch::Sender::new(false),
         })
@@ -128,7 +139,12 @@ impl Listener {
         if let Ok(meta) = fs::symlink_metadata(&self.path) {
             if (meta.dev(), meta.ino()) == self.identity {
                 let _ = fs::remove_file(&self.path);
-                // We hold the lock, so the lock file is ours to remove too.
+            }
+        }
+        // Removed while we still hold it: a binder that opened it meanwhile finds, after
+        // locking, that it is no longer at the path and starts over (`take_lock`).
+        if let Ok(meta) = fs::symlink_metadata(&self.lock_path) {
+            if (meta.dev(), meta.ino()) == self.lock_identity {
                 let _ = fs::remove_file(&self.lock_path);
             }
         }
@@ -147,25 +163,55 @@ fn lock_path_for(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// How often `take_lock` retries when the lock file it locked was replaced meanwhile.
+const LOCK_ATTEMPTS: usize = 100;
+
 /// Takes the bind lock of a socket path, or fails with `AlreadyInUse` when a live server holds it.
-fn take_lock(lock_path: &Path, shown: &str) -> Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(lock_path)
-        .map_err(|e| Error::from_io(e, shown, "open the bind lock file"))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(Error::new(
-            ErrorKind::AlreadyInUse,
-            "bind: another server holds this socket's lock; stop it or choose another name",
-        )
-        .with_pipe(shown)),
-        Err(TryLockError::Error(e)) => Err(Error::from_io(e, shown, "lock the socket path")),
+///
+/// A holder removes the lock file when it closes (while still holding it), so a binder may
+/// open the old file, lose the race, and lock a file that is no longer at the path. After
+/// locking, the file we hold must still be the one at the path (same device and inode);
+/// otherwise we drop it and start over.
+fn take_lock(lock_path: &Path, shown: &str) -> Result<(File, (u64, u64))> {
+    for _ in 0..LOCK_ATTEMPTS {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(lock_path)
+            .map_err(|e| Error::from_io(e, shown, "open the bind lock file"))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyInUse,
+                    "bind: another server holds this socket's lock; stop it or choose another name",
+                )
+                .with_pipe(shown))
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::from_io(e, shown, "lock the socket path"))
+            }
+        }
+        let held = file
+            .metadata()
+            .map_err(|e| Error::from_io(e, shown, "check the bind lock file"))?;
+        let held = (held.dev(), held.ino());
+        match fs::symlink_metadata(lock_path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == held => return Ok((file, held)),
+            // Replaced or removed after we opened it: the lock we hold protects nothing.
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::from_io(e, shown, "check the bind lock file")),
+        }
     }
+    Err(Error::new(
+        ErrorKind::Busy,
+        "bind: the bind lock file kept being replaced by other servers; retry",
+    )
+    .with_pipe(shown))
 }
 
 /// Removes a socket left by a dead server; refuses a live one or a file that is not a socket.

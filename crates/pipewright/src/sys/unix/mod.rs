@@ -1,6 +1,5 @@
 //! Unix: the same API over Unix domain stream sockets.
 
-pub(crate) mod baseline;
 mod framing;
 mod listener;
 #[cfg(target_os = "linux")]

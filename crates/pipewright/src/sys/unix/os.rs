@@ -28,6 +28,57 @@ pub fn recv_packet_reporting_truncation(fd: BorrowedFd<'_>, buf: &mut [u8]) -> i
     }
 }
 
+/// Tells what a SEQPACKET receive that returned 0 bytes was: `true` when the
+/// connection has ended (the peer closed or shut down its sending side and
+/// nothing with a payload is queued), `false` when it was a zero-length packet
+/// (a legal datagram that `recv` reports the same way as the end).
+///
+/// Linux sets `RCV_SHUTDOWN` (poll reports `POLLRDHUP`) before a receive can
+/// return the end, and never clears it; while it is not set the 0 was a packet.
+/// Once it is set, `FIONREAD` (the bytes queued) tells whether real packets are
+/// still waiting behind the zero-length one; when only zero-length packets (or
+/// nothing) remain, the connection is over.
+pub fn seqpacket_zero_is_end(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid, writable pollfd for the duration of the
+    // call, the count passed is 1, and a 0 timeout never blocks.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pfd.revents & (libc::POLLRDHUP | libc::POLLHUP) == 0 {
+        return Ok(false);
+    }
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points to
+    // `queued`, alive and writable for the call; `fd` is a valid descriptor.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut queued) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(queued <= 0)
+}
+
+/// CPU time (user + system) the whole process has used so far, from
+/// `getrusage(RUSAGE_SELF)`.
+pub fn process_cpu_time() -> io::Result<std::time::Duration> {
+    // SAFETY: all-zero is a valid `rusage` (plain integers).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a writable `rusage` alive for the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let tv = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec.max(0) as u64)
+            + std::time::Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Ok(tv(usage.ru_utime) + tv(usage.ru_stime))
+}
+
 /// Registers an owned socket with the current tokio reactor. Fails (instead
 /// of panicking) when called outside a tokio runtime.
 pub fn register_socket(

@@ -16,6 +16,13 @@ use crate::peer::{Peer, PeerUser};
 /// Largest read `recv_message` makes in byte mode.
 const BYTE_READ_SIZE: usize = 64 * 1024;
 
+/// No SIGPIPE from a send to a peer that is gone (Apple systems have no such flag; Rust
+/// programs ignore SIGPIPE there by default).
+#[cfg(not(target_vendor = "apple"))]
+const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(target_vendor = "apple")]
+const SEND_FLAGS: libc::c_int = 0;
+
 /// The longest path `sockaddr_un` holds, without its terminating NUL.
 pub(crate) const MAX_SOCKET_PATH: usize = 107;
 
@@ -26,6 +33,11 @@ pub(crate) struct Stream {
     server: bool,
     reader: FrameReader,
     writer: FrameWriter,
+    /// `close_write` (or `shutdown`) was called: the end-of-stream marker is queued or sent,
+    /// and every later write fails with `Closed`.
+    write_closed: bool,
+    /// The write half has been shut down in the kernel.
+    write_shut: bool,
     path: String,
 }
 
@@ -37,6 +49,8 @@ impl Stream {
             server,
             reader: FrameReader::default(),
             writer: FrameWriter::default(),
+            write_closed: false,
+            write_shut: false,
             path,
         }
     }
@@ -60,8 +74,35 @@ impl Stream {
         })
     }
 
+    fn closed_error(&self) -> io::Error {
+        Error::new(
+            ErrorKind::Closed,
+            "send: the write half was closed with close_write (or shutdown); nothing more can be sent on this stream",
+        )
+        .with_pipe(self.path.clone())
+        .into()
+    }
+
+    /// Gives a crate error made below this layer (framing) the socket's path.
+    fn name_error(&self, e: io::Error) -> io::Error {
+        if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return e;
+        }
+        let err = Error::from(e);
+        if err.pipe().is_some() {
+            return err.into();
+        }
+        err.with_pipe(self.path.clone()).into()
+    }
+
     pub(crate) async fn send_message(&mut self, msg: &[u8]) -> Result<()> {
+        if msg.is_empty() && self.config.mode == PipeMode::Message {
+            return self.close_write().await;
+        }
         let result = async {
+            if self.write_closed {
+                return Err(self.closed_error());
+            }
             match self.config.mode {
                 PipeMode::Byte => self.io.write_all(msg).await,
                 PipeMode::Message => {
@@ -69,8 +110,8 @@ impl Stream {
                         return Err(too_large(msg.len(), self.config.max_message_size));
                     }
                     std::future::poll_fn(|cx| self.writer.poll_drain(&mut self.io, cx)).await?;
-                    self.io.write_all(&(msg.len() as u32).to_le_bytes()).await?;
-                    self.io.write_all(msg).await
+                    self.writer.queue(msg);
+                    std::future::poll_fn(|cx| self.writer.poll_drain(&mut self.io, cx)).await
                 }
             }
         }
@@ -78,45 +119,46 @@ impl Stream {
         result.map_err(|e| Error::from_stream(e, &self.path, "send"))
     }
 
-    pub(crate) async fn recv_message(&mut self) -> Result<Option<Vec<u8>>> {
-        let result = async {
-            match self.config.mode {
-                PipeMode::Byte => {
-                    // Whatever one read delivers; the kernel's socket buffer bounds it anyway.
-                    let mut buf = vec![0u8; self.config.io_buffer_size.min(BYTE_READ_SIZE)];
-                    let n = self.io.read(&mut buf).await?;
-                    buf.truncate(n);
-                    Ok((n > 0).then_some(buf))
-                }
-                PipeMode::Message => {
-                    let max = self.config.max_message_size;
-                    let len =
-                        std::future::poll_fn(|cx| self.reader.poll_header(&mut self.io, max, cx))
-                            .await?;
-                    let Some(len) = len else { return Ok(None) };
-                    let mut msg = vec![0u8; len];
-                    let mut filled = 0;
-                    while filled < len {
-                        let mut rb = ReadBuf::new(&mut msg[filled..]);
-                        std::future::poll_fn(|cx| {
-                            self.reader.poll_read(&mut self.io, max, cx, &mut rb)
-                        })
-                        .await?;
-                        let got = rb.filled().len();
-                        if got == 0 {
-                            return Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "the peer closed in the middle of a message",
-                            ));
-                        }
-                        filled += got;
-                    }
-                    Ok(Some(msg))
-                }
+    /// Waits for our queued writes, sends the end-of-stream marker (a zero-length frame in
+    /// message mode) and shuts the write half. Idempotent; resumable after cancellation.
+    fn poll_close_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.write_closed {
+            ready!(self.writer.poll_drain(&mut self.io, cx))?;
+            if self.config.mode == PipeMode::Message {
+                self.writer.queue(&[]);
             }
+            self.write_closed = true;
         }
-        .await;
-        result.map_err(|e| Error::from_stream(e, &self.path, "receive"))
+        ready!(self.writer.poll_drain(&mut self.io, cx))?;
+        if !self.write_shut {
+            ready!(Pin::new(&mut self.io).poll_shutdown(cx))?;
+            self.write_shut = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    pub(crate) async fn close_write(&mut self) -> Result<()> {
+        std::future::poll_fn(|cx| self.poll_close_write(cx))
+            .await
+            .map_err(|e| Error::from_stream(e, &self.path, "close_write"))
+    }
+
+    pub(crate) async fn recv_message(&mut self) -> Result<Option<Vec<u8>>> {
+        let result = match self.config.mode {
+            PipeMode::Byte => {
+                // Whatever one read delivers; the kernel's socket buffer bounds it anyway.
+                let mut buf = vec![0u8; self.config.io_buffer_size.min(BYTE_READ_SIZE)];
+                self.io.read(&mut buf).await.map(|n| {
+                    buf.truncate(n);
+                    (n > 0).then_some(buf)
+                })
+            }
+            PipeMode::Message => {
+                let max = self.config.max_message_size;
+                std::future::poll_fn(|cx| self.reader.poll_message(&mut self.io, max, cx)).await
+            }
+        };
+        result.map_err(|e| Error::from_stream(self.name_error(e), &self.path, "receive"))
     }
 }
 
@@ -130,8 +172,9 @@ impl AsyncRead for Stream {
         match this.config.mode {
             PipeMode::Byte => Pin::new(&mut this.io).poll_read(cx, buf),
             PipeMode::Message => {
-                this.reader
-                    .poll_read(&mut this.io, this.config.max_message_size, cx, buf)
+                let max = this.config.max_message_size;
+                let result = ready!(this.reader.poll_read(&mut this.io, max, cx, buf));
+                Poll::Ready(result.map_err(|e| this.name_error(e)))
             }
         }
     }
@@ -144,6 +187,9 @@ impl AsyncWrite for Stream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.write_closed {
+            return Poll::Ready(Err(this.closed_error()));
+        }
         match this.config.mode {
             PipeMode::Byte => Pin::new(&mut this.io).poll_write(cx, buf),
             PipeMode::Message => {
@@ -160,9 +206,41 @@ impl AsyncWrite for Stream {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.writer.poll_drain(&mut this.io, cx))?;
-        Pin::new(&mut this.io).poll_shutdown(cx)
+        self.get_mut().poll_close_write(cx)
+    }
+}
+
+impl Drop for Stream {
+    /// Best effort, never blocking: a message-mode stream tries to finish its queued frame
+    /// and send the end-of-stream frame if the socket takes them at once, so a pipewright
+    /// peer that drops its stream ends orderly.
+    fn drop(&mut self) {
+        if self.config.mode != PipeMode::Message || self.write_shut {
+            return;
+        }
+        if !self.write_closed {
+            self.write_closed = true;
+            if !self.try_send_queued() {
+                return;
+            }
+            self.writer.queue(&[]);
+        }
+        self.try_send_queued();
+    }
+}
+
+impl Stream {
+    /// Writes what the frame writer holds without waiting (straight to the socket, whatever
+    /// the runtime's readiness state says). Returns whether everything went out.
+    fn try_send_queued(&mut self) -> bool {
+        let socket = socket2::SockRef::from(&self.io);
+        while !self.writer.is_drained() {
+            match socket.send_with_flags(self.writer.unwritten(), SEND_FLAGS) {
+                Ok(n) if n > 0 => self.writer.consumed(n),
+                _ => return false,
+            }
+        }
+        true
     }
 }
 

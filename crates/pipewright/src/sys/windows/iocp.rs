@@ -4,8 +4,10 @@
 //! heap block shared by an `Arc`. While the kernel owns the operation, one strong reference is
 //! parked in the `OVERLAPPED` pointer and is released only when the completion packet arrives,
 //! so neither the `OVERLAPPED` nor the buffer can be freed while Windows may still write to
-//! them, even when the stream that started the operation is dropped (the drop cancels with
-//! `CancelIoEx` and the cancelled packet frees the block).
+//! them, even when the stream that started the operation is dropped (the drop cancels its
+//! reads with `CancelIoEx` and the cancelled packets free the blocks; its writes go to the
+//! lingering set of `linger.rs`, which this thread serves after every batch of packets and
+//! whose nearest deadline bounds the wait).
 
 use std::cell::UnsafeCell;
 use std::io;
@@ -13,12 +15,15 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use windows_sys::Win32::Foundation::{
-    RtlNtStatusToDosError, ERROR_IO_PENDING, ERROR_MORE_DATA, HANDLE, INVALID_HANDLE_VALUE,
+    GetLastError, RtlNtStatusToDosError, ERROR_IO_PENDING, ERROR_MORE_DATA, HANDLE,
+    INVALID_HANDLE_VALUE, WAIT_TIMEOUT,
 };
-use windows_sys::Win32::System::Threading::INFINITE;
 use windows_sys::Win32::System::IO::{
-    CreateIoCompletionPort, GetQueuedCompletionStatusEx, OVERLAPPED, OVERLAPPED_ENTRY,
+    CancelIoEx, CreateIoCompletionPort, GetQueuedCompletionStatusEx, PostQueuedCompletionStatus,
+    OVERLAPPED, OVERLAPPED_ENTRY,
 };
+
+use super::linger;
 
 /// A raw handle that may cross threads.
 #[derive(Clone, Copy, Debug)]
@@ -65,10 +70,23 @@ pub(crate) fn associate(handle: HANDLE) -> io::Result<()> {
     Ok(())
 }
 
+/// Wakes the completion thread (a packet without an operation), so it serves the lingering
+/// set and the deadlines at once.
+pub(crate) fn wake_completion_thread() {
+    if let Ok(port) = port() {
+        // SAFETY: our port; a null OVERLAPPED is a plain wake-up the loop skips.
+        unsafe {
+            PostQueuedCompletionStatus(port, 0, 0, std::ptr::null());
+        }
+    }
+}
+
 fn completion_loop(port: PortHandle) {
     let mut entries: Vec<OVERLAPPED_ENTRY> = vec![OVERLAPPED_ENTRY::default(); 64];
     loop {
         let mut removed = 0u32;
+        // The nearest linger deadline bounds the wait (INFINITE when there is none).
+        let timeout = linger::timeout_ms();
         // SAFETY: `entries` has room for `entries.len()` entries and outlives the call.
         let ok = unsafe {
             GetQueuedCompletionStatusEx(
@@ -76,13 +94,19 @@ fn completion_loop(port: PortHandle) {
                 entries.as_mut_ptr(),
                 entries.len() as u32,
                 &mut removed,
-                INFINITE,
+                timeout,
                 0,
             )
         };
         if ok == 0 {
+            // SAFETY: reads this thread's last-error value.
+            if unsafe { GetLastError() } == WAIT_TIMEOUT {
+                linger::service();
+                continue;
+            }
             tracing::error!(error = %io::Error::last_os_error(), "GetQueuedCompletionStatusEx failed");
             std::thread::sleep(std::time::Duration::from_millis(10));
+            linger::service();
             continue;
         }
         for entry in &entries[..removed as usize] {
@@ -103,6 +127,7 @@ fn completion_loop(port: PortHandle) {
             };
             op.complete(error, entry.dwNumberOfBytesTransferred as usize);
         }
+        linger::service();
     }
 }
 
@@ -270,6 +295,24 @@ impl Op {
         }
     }
 
+    /// Cancels this operation alone (`CancelIoEx` with its `OVERLAPPED`) if it is still
+    /// pending on `handle`; its packet then arrives with `ERROR_OPERATION_ABORTED`. Other
+    /// operations on the handle are not touched.
+    pub(crate) fn cancel(&self, handle: HANDLE) {
+        let st = self.lock();
+        if st.status != Status::Pending {
+            return;
+        }
+        // SAFETY: `handle` is the open handle the operation was started on; the OVERLAPPED
+        // address is the one handed to the kernel, alive while we hold `self`. Holding the
+        // lock keeps the operation from being restarted meanwhile; if it has just finished,
+        // CancelIoEx fails with ERROR_NOT_FOUND and does nothing.
+        unsafe {
+            CancelIoEx(handle, self.overlapped.get());
+        }
+        drop(st);
+    }
+
     /// Makes a finished operation reusable.
     pub(crate) fn reset(&self) {
         let mut st = self.lock();
@@ -286,6 +329,6 @@ pub(crate) fn win32_result(ok: i32) -> Result<(), u32> {
         Ok(())
     } else {
         // SAFETY: reads the calling thread's last-error value.
-        Err(unsafe { windows_sys::Win32::Foundation::GetLastError() })
+        Err(unsafe { GetLastError() })
     }
 }

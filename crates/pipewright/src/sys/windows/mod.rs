@@ -1,7 +1,8 @@
 //! Windows: named pipes with the crate's own overlapped I/O on one completion port.
 
-pub(crate) mod baseline;
+mod connect;
 mod iocp;
+mod linger;
 mod listener;
 pub(crate) mod os;
 mod pipe;
@@ -10,8 +11,9 @@ mod stream;
 
 use std::io;
 
+pub(crate) use connect::connect_once;
 pub(crate) use listener::Listener;
-pub(crate) use stream::{connect_once, Stream};
+pub(crate) use stream::Stream;
 
 use windows_sys::Win32::Foundation::{
     ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_BAD_PATHNAME, ERROR_BROKEN_PIPE,

@@ -11,7 +11,8 @@ use windows_sys::Win32::Foundation::{
 };
 use windows_sys::Win32::System::Memory::{
     CreateFileMappingW, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile, VirtualQuery,
-    FILE_MAP_ALL_ACCESS, MEMORY_BASIC_INFORMATION, MEMORY_MAPPED_VIEW_ADDRESS, PAGE_READWRITE,
+    FILE_MAP_ALL_ACCESS, MEMORY_BASIC_INFORMATION, MEMORY_MAPPED_VIEW_ADDRESS, MEM_COMMIT,
+    PAGE_READWRITE,
 };
 use windows_sys::Win32::System::Threading::{
     CreateEventW, OpenEventW, SetEvent, WaitForSingleObject, EVENT_MODIFY_STATE, INFINITE,
@@ -49,6 +50,38 @@ fn own_handle(raw: HANDLE) -> io::Result<(OwnedHandle, u32)> {
     // by a create/open call; nothing else owns it, so the `OwnedHandle`
     // becomes its only owner and closes it once.
     Ok((unsafe { OwnedHandle::from_raw_handle(raw) }, last))
+}
+
+/// CPU time (user + kernel) the whole process has used so far, from
+/// `GetProcessTimes`.
+pub fn process_cpu_time() -> io::Result<Duration> {
+    use windows_sys::Win32::Foundation::FILETIME;
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: GetCurrentProcess returns a pseudo-handle that needs no
+    // closing; the four pointers are distinct writable FILETIMEs alive for
+    // the call.
+    let ok = unsafe {
+        GetProcessTimes(
+            GetCurrentProcess(),
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // FILETIME counts 100 ns units.
+    let ticks = |t: FILETIME| (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime);
+    Ok(Duration::from_nanos(
+        (ticks(kernel) + ticks(user)).saturating_mul(100),
+    ))
 }
 
 /// Creates a pagefile-backed named mapping of `size` bytes (no security
@@ -102,11 +135,24 @@ unsafe impl Sync for View {}
 
 impl View {
     /// Maps all of `mapping` (read/write). The length is the size of the
-    /// mapped region (the section size rounded up to a page).
+    /// mapped region (the section size rounded up to a page), cut at the
+    /// first page that is not committed (a section created with
+    /// `SEC_RESERVE` may have reserved pages that fault when touched).
     pub fn map(mapping: &OwnedHandle) -> io::Result<View> {
+        View::map_len(mapping, 0)
+    }
+
+    /// Maps the first `len` bytes of `mapping` (all of it when `len` is 0),
+    /// so a large section costs no address space beyond what is needed. The
+    /// view's length is the committed part from its start: shorter than
+    /// `len` when pages are not committed, so bounds-checked access never
+    /// touches them. Callers compare [`len`](Self::len) with what they need.
+    pub fn map_len(mapping: &OwnedHandle, len: usize) -> io::Result<View> {
         // SAFETY: `mapping` is an open file-mapping handle; offset 0 and
-        // length 0 map the whole section.
-        let addr = unsafe { MapViewOfFile(mapping.as_raw_handle(), FILE_MAP_ALL_ACCESS, 0, 0, 0) };
+        // length `len` (0 = the whole section) map from its start; a length
+        // beyond the section fails and is reported below.
+        let addr =
+            unsafe { MapViewOfFile(mapping.as_raw_handle(), FILE_MAP_ALL_ACCESS, 0, 0, len) };
         if addr.Value.is_null() {
             return Err(io::Error::last_os_error());
         }
@@ -115,22 +161,40 @@ impl View {
             base: addr.Value.cast(),
             len: 0,
         };
-        // SAFETY: all-zero is a valid MEMORY_BASIC_INFORMATION (integers and
-        // raw pointers).
-        let mut info: MEMORY_BASIC_INFORMATION = unsafe { std::mem::zeroed() };
-        // SAFETY: `view.base` is the start of the view just mapped, and
-        // `info` is a writable buffer of the size passed.
-        let n = unsafe {
-            VirtualQuery(
-                view.base.cast_const().cast(),
-                &mut info,
-                std::mem::size_of::<MEMORY_BASIC_INFORMATION>(),
-            )
-        };
-        if n == 0 {
-            return Err(io::Error::last_os_error());
+        let mut committed = 0usize;
+        loop {
+            // SAFETY: all-zero is a valid MEMORY_BASIC_INFORMATION (integers
+            // and raw pointers).
+            let mut info: MEMORY_BASIC_INFORMATION = unsafe { std::mem::zeroed() };
+            // SAFETY: VirtualQuery only reads the address space's bookkeeping
+            // for the address (inside or just past the view; no memory is
+            // accessed), and `info` is a writable buffer of the size passed.
+            let n = unsafe {
+                VirtualQuery(
+                    view.base.wrapping_add(committed).cast_const().cast(),
+                    &mut info,
+                    std::mem::size_of::<MEMORY_BASIC_INFORMATION>(),
+                )
+            };
+            if n == 0 {
+                if committed == 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                break;
+            }
+            if info.AllocationBase != view.base.cast() || info.State != MEM_COMMIT {
+                break;
+            }
+            committed = committed.saturating_add(info.RegionSize);
+            if info.RegionSize == 0 || (len != 0 && committed >= len) {
+                break;
+            }
         }
-        view.len = info.RegionSize;
+        view.len = if len == 0 {
+            committed
+        } else {
+            committed.min(len)
+        };
         Ok(view)
     }
 

@@ -10,9 +10,9 @@ use windows_sys::Win32::Foundation::{
 };
 use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
 use windows_sys::Win32::Storage::FileSystem::{
-    CreateFileW, FlushFileBuffers, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED,
-    OPEN_EXISTING, PIPE_ACCESS_DUPLEX, SECURITY_ANONYMOUS, SECURITY_DELEGATION,
-    SECURITY_IDENTIFICATION, SECURITY_IMPERSONATION, SECURITY_SQOS_PRESENT,
+    CreateFileW, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, OPEN_EXISTING,
+    PIPE_ACCESS_DUPLEX, SECURITY_ANONYMOUS, SECURITY_DELEGATION, SECURITY_IDENTIFICATION,
+    SECURITY_IMPERSONATION, SECURITY_SQOS_PRESENT,
 };
 use windows_sys::Win32::System::Pipes::{
     CreateNamedPipeW, DisconnectNamedPipe, GetNamedPipeClientProcessId, GetNamedPipeInfo,
@@ -177,12 +177,6 @@ pub(crate) fn server_pid(handle: &OwnedHandle) -> io::Result<u32> {
     // SAFETY: valid handle; `pid` is a valid out pointer.
     check(unsafe { GetNamedPipeServerProcessId(raw(handle), &mut pid) })?;
     Ok(pid)
-}
-
-/// Waits until the peer has read everything written (blocks the calling thread).
-pub(crate) fn flush(handle: &OwnedHandle) -> io::Result<()> {
-    // SAFETY: valid handle.
-    check(unsafe { FlushFileBuffers(raw(handle)) })
 }
 
 /// Disconnects a server instance from its client (unread data is discarded).

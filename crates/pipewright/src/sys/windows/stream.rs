@@ -3,12 +3,39 @@
 //!
 //! Reads: up to [`READS_IN_FLIGHT`] `ReadFile` calls are outstanding at once, each into a
 //! buffer that starts at 16 KiB and doubles whenever a read fills it, up to the configured
-//! `io_buffer_size`. Completed reads are consumed strictly in the order they were issued.
+//! `io_buffer_size`, and halves again after a run of reads that fill less than a quarter of
+//! it. Buffers are not zero-filled: the kernel writes into reserved capacity and the length
+//! is set to what it reports. Completed reads are consumed strictly in the order they were
+//! issued. A message smaller than 64 KiB (or a quarter of its buffer) is copied out so the
+//! buffer is kept; a larger one is handed over without copying.
 //! Writes: each `poll_write` copies up to `io_buffer_size` bytes (a whole message in message
 //! mode) into an operation's buffer, issues the `WriteFile` at once and returns. Writes stay
 //! outstanding while they total at most `io_buffer_size` bytes (at least [`WRITES_IN_FLIGHT`]
 //! of any size, at most [`MAX_WRITES_IN_FLIGHT`]), so small writes keep the pipe as full as
-//! large ones without holding any data back; `poll_flush` waits for all of them.
+//! large ones without holding any data back; `poll_flush` waits for all of them. Write buffers
+//! that grew past 64 KiB shrink back once small writes follow.
+//!
+//! # Ending a stream
+//! A write that returned `Ok(n)` has handed `n` bytes to the kernel, but the peer may not have
+//! read them yet; the stream never throws them away while its linger limit
+//! (`StreamConfig::linger`, default 30 s) runs:
+//! - **Drop** cancels only the reads and hands the handle and the outstanding writes to the
+//!   completion thread's lingering set (`linger.rs`): the handle stays open until the last
+//!   write completes, then a message pipe gets the zero-byte end-of-stream message, then the
+//!   handle is closed and the listener's `on_close` runs. It never blocks the dropping thread
+//!   and needs no runtime. Past the linger limit the writes are cancelled and the handle closed.
+//! - **`close_write`** (message mode; `send_message(&[])` is the same) waits for our own
+//!   writes, then sends the zero-byte message; reading continues, later writes fail with
+//!   `Closed`. A byte pipe has no half-close: `Unsupported`.
+//! - **`shutdown`** on a message pipe is `close_write`. On a byte pipe it waits for our own
+//!   writes only (never `FlushFileBuffers`, never `DisconnectNamedPipe`, no blocking thread),
+//!   then closes the handle: the peer still reads everything already in the pipe, then end
+//!   of stream.
+//! - Both waits are bounded by the linger limit: past it the writes are cancelled, the handle
+//!   is closed and the call fails with `TimedOut`.
+//! - Reading: in message mode the zero-byte message is the orderly end (`Ok(None)`, or 0 bytes
+//!   from `AsyncRead`); a broken pipe without it means the peer vanished (killed, or a foreign
+//!   peer) and is `Disconnected`. In byte mode both are a clean end of stream.
 
 use std::collections::VecDeque;
 use std::io;
@@ -16,15 +43,17 @@ use std::os::windows::io::OwnedHandle;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use windows_sys::Win32::Foundation::{
     ERROR_BROKEN_PIPE, ERROR_INVALID_PARAMETER, ERROR_MORE_DATA, ERROR_NO_DATA,
     ERROR_PIPE_NOT_CONNECTED,
 };
-use windows_sys::Win32::Storage::FileSystem::{ReadFile, WriteFile};
+use windows_sys::Win32::Storage::FileSystem::ReadFile;
 
 use super::iocp::{associate, win32_result, Op, Status};
+use super::linger::{self, Deadline, Linger, SendHandle};
 use super::pipe::{self, raw, wide};
 use super::security::process_user_sid;
 use crate::error::{Error, ErrorKind, Result};
@@ -40,6 +69,16 @@ pub(crate) const WRITES_IN_FLIGHT: usize = 2;
 pub(crate) const MAX_WRITES_IN_FLIGHT: usize = 16;
 /// Size of the first read buffer; it doubles while reads fill it.
 const FIRST_READ_SIZE: usize = 16 * 1024;
+/// Messages below this size are copied out of the read buffer, which is kept.
+const COPY_BELOW: usize = 64 * 1024;
+/// Reads in a row that fill less than a quarter of the read size before it halves.
+const SHRINK_AFTER: u32 = 4;
+/// Write buffers above this capacity shrink back to it once small writes follow.
+const WRITE_KEEP: usize = 64 * 1024;
+
+/// Text of the error a message-mode read gives when the peer vanished.
+const VANISHED: &str = "receive: the peer went away without closing (no end-of-stream message): \
+it was killed or crashed, or is not a pipewright peer; treat the last exchange as incomplete";
 
 /// The handle and what is known about it.
 #[derive(Debug)]
@@ -47,6 +86,13 @@ pub(crate) struct Pipe {
     pub(crate) handle: OwnedHandle,
     pub(crate) server: bool,
     pub(crate) path: String,
+}
+
+/// An outstanding read and the size it was issued with.
+#[derive(Debug)]
+struct Read {
+    op: Arc<Op>,
+    size: usize,
 }
 
 /// A completed read being consumed.
@@ -66,43 +112,50 @@ enum ReadEnd {
     Failed(ErrorKind, String),
 }
 
-enum Shutdown {
-    Idle,
-    ZeroMessage(Arc<Op>),
-    Blocking(tokio::task::JoinHandle<io::Result<()>>),
-    Done,
+/// Our direction of the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteState {
+    Open,
+    /// `close_write` sent the zero-byte message; reading continues.
+    HalfClosed,
+    /// `shutdown` finished (byte pipes: the handle is closed).
+    ShutDown,
 }
 
-impl std::fmt::Debug for Shutdown {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Shutdown::Idle => "Idle",
-            Shutdown::ZeroMessage(_) => "ZeroMessage",
-            Shutdown::Blocking(_) => "Blocking",
-            Shutdown::Done => "Done",
-        })
-    }
+/// A bounded wait for our writes (and the zero-byte message) in progress.
+#[derive(Debug)]
+struct Ending {
+    deadline: Deadline,
+    zero: Option<Arc<Op>>,
 }
 
 /// Called when a server stream goes away, so the listener can top up its instances.
 pub(crate) type OnClose = Box<dyn FnOnce() + Send + Sync>;
 
 pub(crate) struct Stream {
-    /// `None` once a client byte pipe has been shut down (and so closed).
+    /// `None` once the handle is closed (byte-pipe shutdown, or the linger limit passed).
     pipe: Option<Arc<Pipe>>,
+    /// The pipe's path and end, kept for errors and queries after the handle is closed.
+    path: String,
+    server: bool,
     config: StreamConfig,
-    reads: VecDeque<Arc<Op>>,
+    reads: VecDeque<Read>,
     spare_reads: Vec<Arc<Op>>,
     current: Option<Chunk>,
     read_size: usize,
+    /// Reads in a row that filled less than a quarter of `read_size`.
+    small_reads: u32,
     read_end: ReadEnd,
     message: Vec<u8>,
     writes: VecDeque<Arc<Op>>,
     /// Bytes in the outstanding writes.
     writing: usize,
     spare_writes: Vec<Arc<Op>>,
+    /// Some write buffer may have grown past [`WRITE_KEEP`].
+    large_write_bufs: bool,
     write_error: Option<i32>,
-    shutdown: Shutdown,
+    write_state: WriteState,
+    ending: Option<Ending>,
     on_close: Option<OnClose>,
 }
 
@@ -114,7 +167,7 @@ impl std::fmt::Debug for Stream {
             .field("reads", &self.reads.len())
             .field("writes", &self.writes.len())
             .field("read_end", &self.read_end)
-            .field("shutdown", &self.shutdown)
+            .field("write_state", &self.write_state)
             .finish()
     }
 }
@@ -130,6 +183,12 @@ fn os_error(code: u32) -> io::Error {
     io::Error::from_raw_os_error(code as i32)
 }
 
+fn deadline_after(limit: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(limit)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
 impl Stream {
     pub(crate) fn new(
         handle: OwnedHandle,
@@ -143,20 +202,25 @@ impl Stream {
             pipe: Some(Arc::new(Pipe {
                 handle,
                 server,
-                path,
+                path: path.clone(),
             })),
+            path,
+            server,
             config,
             reads: VecDeque::new(),
             spare_reads: Vec::new(),
             current: None,
             read_size,
+            small_reads: 0,
             read_end: ReadEnd::Open,
             message: Vec::new(),
             writes: VecDeque::new(),
             writing: 0,
             spare_writes: Vec::new(),
+            large_write_bufs: false,
             write_error: None,
-            shutdown: Shutdown::Idle,
+            write_state: WriteState::Open,
+            ending: None,
             on_close,
         }
     }
@@ -171,10 +235,7 @@ impl Stream {
     }
 
     fn path(&self) -> String {
-        self.pipe
-            .as_ref()
-            .map(|p| p.path.clone())
-            .unwrap_or_default()
+        self.path.clone()
     }
 
     pub(crate) fn mode(&self) -> PipeMode {
@@ -182,7 +243,7 @@ impl Stream {
     }
 
     pub(crate) fn is_server(&self) -> bool {
-        self.pipe.as_ref().is_some_and(|p| p.server)
+        self.server
     }
 
     pub(crate) fn peer(&self) -> Result<Peer> {
@@ -209,27 +270,57 @@ impl Stream {
         while self.reads.len() < READS_IN_FLIGHT && matches!(self.read_end, ReadEnd::Open) {
             let op = self.spare_reads.pop().unwrap_or_else(Op::new);
             let size = self.read_size;
-            op.with_buf(|b| b.resize(size, 0));
+            op.with_buf(|b| {
+                b.clear();
+                if b.capacity() > 2 * size {
+                    // Reads got small again: give the big buffer back.
+                    b.shrink_to(size);
+                }
+                // Capacity only: the kernel fills it, so it is never zero-filled.
+                b.reserve(size);
+            });
             let handle = raw(&pipe.handle);
             op.start(|buf, overlapped| {
+                debug_assert!(buf.capacity() >= size);
                 // SAFETY: the buffer and OVERLAPPED live in `op`, kept alive by the reference
-                // `start` parks until the completion packet; the handle is open and overlapped.
+                // `start` parks until the completion packet; the buffer has at least `size`
+                // bytes of capacity (reserved above), which ReadFile may write; the handle is
+                // open and overlapped.
                 win32_result(unsafe {
                     ReadFile(
                         handle,
                         buf.as_mut_ptr(),
-                        buf.len() as u32,
+                        size as u32,
                         std::ptr::null_mut(),
                         overlapped,
                     )
                 })
             });
             let failed_now = matches!(op.status(), Status::Done { error, .. } if error != 0 && error != ERROR_MORE_DATA);
-            self.reads.push_back(op);
+            self.reads.push_back(Read { op, size });
             if failed_now {
                 // The pipe is closed or broken: issuing more reads would fail the same way.
                 break;
             }
+        }
+    }
+
+    /// Grows the read size while reads fill it; halves it after a run of small reads.
+    fn note_read(&mut self, bytes: usize, size: usize) {
+        if bytes >= size {
+            self.small_reads = 0;
+            if self.read_size < self.config.io_buffer_size {
+                self.read_size = (self.read_size * 2).min(self.config.io_buffer_size);
+            }
+        } else if bytes < self.read_size / 4 {
+            self.small_reads += 1;
+            if self.small_reads >= SHRINK_AFTER {
+                self.small_reads = 0;
+                let floor = FIRST_READ_SIZE.min(self.config.io_buffer_size);
+                self.read_size = (self.read_size / 2).max(floor);
+            }
+        } else {
+            self.small_reads = 0;
         }
     }
 
@@ -243,7 +334,8 @@ impl Stream {
                 ReadEnd::Open => {}
                 ReadEnd::Eof => return Poll::Ready(Ok(None)),
                 ReadEnd::Failed(kind, msg) => {
-                    return Poll::Ready(Err(io::Error::from(Error::new(*kind, msg.clone()))))
+                    let err = Error::new(*kind, msg.clone()).with_pipe(self.path());
+                    return Poll::Ready(Err(io::Error::from(err)));
                 }
             }
             if self.pipe.is_none() {
@@ -255,14 +347,20 @@ impl Stream {
                 self.read_end = ReadEnd::Eof;
                 continue;
             };
-            let (error, bytes) = ready!(front.poll_done(cx));
-            let op = self.reads.pop_front().expect("front exists");
+            let (error, bytes) = ready!(front.op.poll_done(cx));
+            let Read { op, size } = self.reads.pop_front().expect("front exists");
             if error == 0 || error == ERROR_MORE_DATA {
                 let more = error == ERROR_MORE_DATA;
-                let full = op.with_buf(|b| bytes == b.len()).unwrap_or(false);
-                if full && self.read_size < self.config.io_buffer_size {
-                    self.read_size = (self.read_size * 2).min(self.config.io_buffer_size);
-                }
+                let bytes = bytes.min(size);
+                op.with_buf(|b| {
+                    debug_assert!(b.is_empty() && b.capacity() >= size);
+                    // SAFETY: `start_reads` issued this ReadFile into the first `size` bytes
+                    // of the buffer's capacity; the kernel reports `bytes` (<= size) of them
+                    // written, so they are initialised, and the operation is no longer
+                    // pending, so nothing writes into the buffer any more.
+                    unsafe { b.set_len(bytes) }
+                });
+                self.note_read(bytes, size);
                 return Poll::Ready(Ok(Some(Chunk {
                     op,
                     pos: 0,
@@ -272,7 +370,15 @@ impl Stream {
             }
             op.reset();
             if is_closed_code(error) {
-                self.read_end = ReadEnd::Eof;
+                self.read_end = match self.config.mode {
+                    // Byte pipes: every end is a clean end, as TCP's FIN.
+                    PipeMode::Byte => ReadEnd::Eof,
+                    // Message pipes: the orderly end is the zero-byte message, consumed
+                    // before this; a broken pipe without it means the peer vanished.
+                    PipeMode::Message => {
+                        ReadEnd::Failed(ErrorKind::Disconnected, VANISHED.to_string())
+                    }
+                };
                 continue;
             }
             return Poll::Ready(Err(os_error(error)));
@@ -322,13 +428,18 @@ impl Stream {
                 && chunk.pos == 0
                 && !chunk.more
             {
-                // The whole message is in one buffer: hand the buffer over instead of copying.
+                // The whole message is in one buffer: copy a small one out and keep the
+                // buffer; hand a large one over (its buffer is at most 4 times its size).
                 let msg = chunk
                     .op
                     .with_buf(|b| {
-                        let mut taken = std::mem::take(b);
-                        taken.truncate(chunk.len);
-                        taken
+                        if chunk.len < COPY_BELOW || chunk.len < b.capacity() / 4 {
+                            b[..chunk.len].to_vec()
+                        } else {
+                            let mut taken = std::mem::take(b);
+                            taken.truncate(chunk.len);
+                            taken
+                        }
                     })
                     .unwrap_or_default();
                 self.recycle_read(chunk.op);
@@ -356,6 +467,7 @@ impl Stream {
 
     /// Takes finished writes off the front; the first failure becomes sticky.
     fn reap_writes(&mut self) -> io::Result<()> {
+        let mut small_done = false;
         while let Some(front) = self.writes.front() {
             let Status::Done { error, bytes } = front.status() else {
                 break;
@@ -363,6 +475,7 @@ impl Stream {
             let op = self.writes.pop_front().expect("front exists");
             let wanted = op.with_buf(|b| b.len()).unwrap_or(0);
             self.writing = self.writing.saturating_sub(wanted);
+            small_done |= wanted < WRITE_KEEP;
             op.reset();
             self.spare_writes.push(op);
             if error != 0 {
@@ -371,7 +484,25 @@ impl Stream {
                 self.write_error = Some(ERROR_NO_DATA as i32);
             }
         }
+        if small_done && self.large_write_bufs {
+            self.trim_write_buffers();
+        }
         self.check_write_error()
+    }
+
+    /// Small writes follow large ones: give the large write buffers back.
+    fn trim_write_buffers(&mut self) {
+        self.spare_writes.truncate(WRITES_IN_FLIGHT);
+        for op in &self.spare_writes {
+            op.with_buf(|b| {
+                if b.capacity() > WRITE_KEEP {
+                    b.clear();
+                    b.shrink_to(WRITE_KEEP);
+                }
+            });
+        }
+        // Writes still in flight may be large ones; look again when they are reaped.
+        self.large_write_bufs = self.writing > WRITE_KEEP;
     }
 
     fn check_write_error(&self) -> io::Result<()> {
@@ -418,19 +549,10 @@ impl Stream {
             b.clear();
             b.extend_from_slice(data);
         });
-        let handle = raw(&pipe.handle);
-        op.start(|buf, overlapped| {
-            // SAFETY: as for reads: buffer and OVERLAPPED live in `op` until the packet.
-            win32_result(unsafe {
-                WriteFile(
-                    handle,
-                    buf.as_ptr(),
-                    buf.len() as u32,
-                    std::ptr::null_mut(),
-                    overlapped,
-                )
-            })
-        });
+        if data.len() > WRITE_KEEP {
+            self.large_write_bufs = true;
+        }
+        linger::start_write(raw(&pipe.handle), &op);
         if let Status::Done { error, .. } = op.status() {
             if error != 0 {
                 op.reset();
@@ -441,12 +563,22 @@ impl Stream {
         Ok(op)
     }
 
+    /// The error for a write after our direction was ended.
+    fn closed_for_writes(&self) -> Option<io::Error> {
+        let detail = match self.write_state {
+            WriteState::Open => return None,
+            WriteState::HalfClosed => {
+                "send: the write half was closed with close_write; no more messages can be sent"
+            }
+            WriteState::ShutDown => "send: the stream was shut down; no more data can be sent",
+        };
+        let err = Error::new(ErrorKind::Closed, detail).with_pipe(self.path());
+        Some(io::Error::from(err))
+    }
+
     fn poll_write_data(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if !matches!(self.shutdown, Shutdown::Idle) {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "write after shutdown",
-            )));
+        if let Some(err) = self.closed_for_writes() {
+            return Poll::Ready(Err(err));
         }
         let n = match self.config.mode {
             PipeMode::Byte => buf.len().min(self.config.io_buffer_size),
@@ -470,20 +602,22 @@ impl Stream {
         Poll::Ready(Ok(n))
     }
 
+    /// Sends one message and waits until it is written. An empty message in message mode is
+    /// exactly [`close_write`](Self::close_write); in byte mode it sends nothing (a byte
+    /// pipe has no boundaries) and only waits for the outstanding writes.
     pub(crate) async fn send_message(&mut self, msg: &[u8]) -> Result<()> {
+        if msg.is_empty() && self.config.mode == PipeMode::Message {
+            return self.close_write().await;
+        }
         let path = self.path();
         let result = async {
+            let mut sent = 0;
+            while sent < msg.len() {
+                sent += std::future::poll_fn(|cx| self.poll_write_data(cx, &msg[sent..])).await?;
+            }
             if msg.is_empty() {
-                if self.config.mode == PipeMode::Message {
-                    std::future::poll_fn(|cx| self.poll_writes_below(cx, 0)).await?;
-                    let op = self.start_write(&[])?;
-                    self.writes.push_back(op);
-                }
-            } else {
-                let mut sent = 0;
-                while sent < msg.len() {
-                    sent +=
-                        std::future::poll_fn(|cx| self.poll_write_data(cx, &msg[sent..])).await?;
+                if let Some(err) = self.closed_for_writes() {
+                    return Err(err);
                 }
             }
             std::future::poll_fn(|cx| self.poll_writes_below(cx, 0)).await
@@ -492,63 +626,169 @@ impl Stream {
         result.map_err(|e| Error::from_stream(e, &path, "send"))
     }
 
-    fn poll_shutdown_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    // ----- ending -----
+
+    /// Waits for our outstanding writes and, if `zero`, then sends the zero-byte message; all
+    /// bounded by the linger limit (past it: writes cancelled, handle closed, `TimedOut`).
+    fn poll_drain(&mut self, cx: &mut Context<'_>, zero: bool) -> Poll<io::Result<()>> {
+        if self.pipe.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        if self.ending.is_none() {
+            self.ending = Some(Ending {
+                deadline: Deadline::after(self.config.linger),
+                zero: None,
+            });
+        }
         loop {
-            match &mut self.shutdown {
-                Shutdown::Done => return Poll::Ready(Ok(())),
-                Shutdown::Idle => {
-                    ready!(self.poll_writes_below(cx, 0))?;
-                    let pipe = self.pipe()?.clone();
-                    match self.config.mode {
-                        PipeMode::Message => {
-                            let op = self.start_write(&[])?;
-                            self.shutdown = Shutdown::ZeroMessage(op);
-                        }
-                        PipeMode::Byte => {
-                            // FlushFileBuffers blocks until the peer has read everything.
-                            let task = tokio::task::spawn_blocking(move || {
-                                pipe::flush(&pipe.handle)?;
-                                if pipe.server {
-                                    pipe::disconnect(&pipe.handle)?;
-                                }
-                                Ok(())
-                            });
-                            self.shutdown = Shutdown::Blocking(task);
-                        }
-                    }
+            if let Err(e) = self.reap_writes() {
+                self.ending = None;
+                return Poll::Ready(Err(e));
+            }
+            if let Some(front) = self.writes.front() {
+                if front.poll_done(cx).is_ready() {
+                    continue;
                 }
-                Shutdown::ZeroMessage(op) => {
-                    let (error, _) = ready!(op.poll_done(cx));
-                    self.shutdown = Shutdown::Done;
-                    if error != 0 && !is_closed_code(error) {
-                        return Poll::Ready(Err(os_error(error)));
-                    }
-                }
-                Shutdown::Blocking(task) => {
-                    let joined = ready!(Pin::new(task).poll(cx));
-                    self.shutdown = Shutdown::Done;
-                    let result = joined.map_err(io::Error::other)?;
-                    if let Err(e) = result {
-                        if !e.raw_os_error().is_some_and(|c| is_closed_code(c as u32)) {
-                            return Poll::Ready(Err(e));
+                return self.poll_linger(cx);
+            }
+            if !zero {
+                self.ending = None;
+                return Poll::Ready(Ok(()));
+            }
+            match self.ending.as_ref().and_then(|e| e.zero.clone()) {
+                None => match self.start_write(&[]) {
+                    Ok(op) => {
+                        if let Some(e) = self.ending.as_mut() {
+                            e.zero = Some(op);
                         }
                     }
-                    if self.pipe.as_ref().is_some_and(|p| !p.server) {
-                        self.close_handle();
+                    Err(e) => {
+                        self.ending = None;
+                        // The peer is gone already: nothing is left to deliver.
+                        if e.raw_os_error().is_some_and(|c| is_closed_code(c as u32)) {
+                            return Poll::Ready(Ok(()));
+                        }
+                        return Poll::Ready(Err(e));
                     }
+                },
+                Some(op) => {
+                    if let Poll::Ready((error, _)) = op.poll_done(cx) {
+                        self.ending = None;
+                        op.reset();
+                        self.spare_writes.push(op);
+                        if error != 0 && !is_closed_code(error) {
+                            return Poll::Ready(Err(os_error(error)));
+                        }
+                        return Poll::Ready(Ok(()));
+                    }
+                    return self.poll_linger(cx);
                 }
             }
         }
     }
 
-    fn close_handle(&mut self) {
+    /// Pending until the linger deadline; past it cancels the writes, closes and fails.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let expired = self
+            .ending
+            .as_ref()
+            .is_some_and(|e| e.deadline.poll_expired(cx).is_ready());
+        if !expired {
+            return Poll::Pending;
+        }
+        let path = self.path();
+        let unsent = self.writing;
+        self.close_now(true);
+        self.write_state = WriteState::ShutDown;
+        let err = Error::new(
+            ErrorKind::TimedOut,
+            format!(
+                "the peer did not take the last {unsent} bytes written within the linger limit of {:?}; \
+                 they were discarded and the pipe was closed; make the peer read, or raise linger \
+                 (ListenerOptions::linger, ConnectOptions::linger)",
+                self.config.linger
+            ),
+        )
+        .with_pipe(path);
+        Poll::Ready(Err(io::Error::from(err)))
+    }
+
+    /// Closes the handle now: cancels the reads (and the writes if `cancel_writes`), closes,
+    /// and lets the listener know.
+    fn close_now(&mut self, cancel_writes: bool) {
         if let Some(pipe) = self.pipe.take() {
-            pipe::cancel_all(&pipe.handle);
+            let handle = raw(&pipe.handle);
+            linger::cancel_ops(handle, self.reads.iter().map(|r| &r.op));
+            if cancel_writes {
+                linger::cancel_ops(handle, self.writes.iter());
+                if let Some(zero) = self.ending.as_ref().and_then(|e| e.zero.as_ref()) {
+                    zero.cancel(handle);
+                }
+            }
+            // Each cancelled operation's packet frees its block later.
+            drop(pipe);
+        }
+        self.ending = None;
+        self.reads.clear();
+        self.current = None;
+        self.writes.clear();
+        self.writing = 0;
+        if let Some(on_close) = self.on_close.take() {
+            on_close();
         }
     }
-}
 
-use std::future::Future;
+    /// Ends our direction and keeps reading (message mode): waits for our outstanding
+    /// writes, then sends the zero-byte end-of-stream message, bounded by the linger limit.
+    /// Later writes fail with [`ErrorKind::Closed`]; calling it again does nothing. A byte
+    /// pipe has no half-close: [`ErrorKind::Unsupported`].
+    pub(crate) fn poll_close_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.config.mode == PipeMode::Byte {
+            let err = Error::new(
+                ErrorKind::Unsupported,
+                "close_write: a Windows byte pipe has no half-close; use message mode on both \
+                 ends, or shutdown() to end the whole connection once our writes are done",
+            )
+            .with_pipe(self.path());
+            return Poll::Ready(Err(io::Error::from(err)));
+        }
+        if self.write_state != WriteState::Open {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.poll_drain(cx, true))?;
+        if self.write_state == WriteState::Open {
+            self.write_state = WriteState::HalfClosed;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// [`poll_close_write`](Self::poll_close_write) as a future.
+    pub(crate) async fn close_write(&mut self) -> Result<()> {
+        let path = self.path();
+        std::future::poll_fn(|cx| self.poll_close_write(cx))
+            .await
+            .map_err(|e| Error::from_stream(e, &path, "close_write"))
+    }
+
+    fn poll_shutdown_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.write_state == WriteState::ShutDown {
+            return Poll::Ready(Ok(()));
+        }
+        match self.config.mode {
+            PipeMode::Message => {
+                ready!(self.poll_close_write(cx))?;
+            }
+            PipeMode::Byte => {
+                ready!(self.poll_drain(cx, false))?;
+                // Our writes are in the pipe: close our end. The peer reads what is left
+                // in the pipe, then end of stream (no DisconnectNamedPipe: that discards).
+                self.close_now(false);
+            }
+        }
+        self.write_state = WriteState::ShutDown;
+        Poll::Ready(Ok(()))
+    }
+}
 
 impl AsyncRead for Stream {
     fn poll_read(
@@ -608,11 +848,52 @@ impl AsyncWrite for Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        // Cancel what is in flight; each cancelled operation's packet frees its buffer.
-        self.close_handle();
-        if let Some(on_close) = self.on_close.take() {
-            on_close();
+        let on_close = self.on_close.take();
+        let Some(pipe) = self.pipe.take() else {
+            if let Some(on_close) = on_close {
+                on_close();
+            }
+            return;
+        };
+        let handle = raw(&pipe.handle);
+        // Only the reads are cancelled; each cancelled read's packet frees its block.
+        linger::cancel_ops(handle, self.reads.iter().map(|r| &r.op));
+        let _ = self.reap_writes();
+        let mut writes: Vec<Arc<Op>> = self.writes.drain(..).collect();
+        let zero_started = match self.ending.take().and_then(|e| e.zero) {
+            Some(zero) => {
+                writes.push(zero);
+                true
+            }
+            None => false,
+        };
+        if self.write_error.is_some() {
+            // The pipe is broken: what is still queued cannot be delivered.
+            linger::cancel_ops(handle, writes.iter());
+            writes.clear();
         }
+        let zero_message = self.config.mode == PipeMode::Message
+            && self.write_state == WriteState::Open
+            && self.write_error.is_none()
+            && !zero_started;
+        let pending = writes.iter().any(|op| op.status() == Status::Pending);
+        if !pending && !zero_message {
+            drop(pipe);
+            if let Some(on_close) = on_close {
+                on_close();
+            }
+            return;
+        }
+        // Keep the handle open until the writes are done (and the zero-byte message is
+        // sent), on the completion thread, bounded by the linger limit.
+        linger::hand_over(Linger {
+            handle: SendHandle(handle),
+            keep: Box::new(pipe),
+            writes,
+            zero_message,
+            deadline: deadline_after(self.config.linger),
+            on_close,
+        });
     }
 }
 
@@ -648,4 +929,67 @@ pub(crate) async fn connect_once(name: &PipeName, options: &ConnectOptions) -> R
     associate(raw(&handle))
         .map_err(|e| Error::from_io(e, &path, "associate with completion port"))?;
     Ok(Stream::new(handle, config, false, path, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::ListenerOptions;
+
+    /// One 16 MiB message, then many small ones: the read size and the buffers shrink back,
+    /// and small messages are copied out of the read buffer instead of taking it.
+    #[test]
+    fn buffers_shrink_after_one_big_message() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let name = PipeName::parse(&format!("pw-unit-shrink-{}", std::process::id())).unwrap();
+            let lopts = ListenerOptions::new().mode(PipeMode::Message);
+            let listener = crate::sys::Listener::bind(&name, &lopts).unwrap();
+            let copts = ConnectOptions::new().mode(PipeMode::Message);
+            let mut client = crate::sys::connect_once(&name, &copts).await.unwrap();
+            let mut server = listener.accept().await.unwrap();
+            let big = vec![5u8; 16 * 1024 * 1024];
+            let small = [9u8; 100];
+            let send = async {
+                client.send_message(&big).await.unwrap();
+                for _ in 0..200 {
+                    client.send_message(&small).await.unwrap();
+                }
+            };
+            let recv = async {
+                let m = server.recv_message().await.unwrap().unwrap();
+                assert_eq!(m.len(), big.len());
+                assert_eq!(server.read_size, server.config.io_buffer_size, "reads grew");
+                for _ in 0..200 {
+                    let m = server.recv_message().await.unwrap().unwrap();
+                    assert_eq!(m, small);
+                    assert!(
+                        m.capacity() < COPY_BELOW,
+                        "a small message took a big buffer"
+                    );
+                }
+            };
+            tokio::join!(send, recv);
+            assert_eq!(
+                server.read_size, FIRST_READ_SIZE,
+                "the read size shrank back"
+            );
+            for op in &server.spare_reads {
+                let cap = op.with_buf(|b| b.capacity()).unwrap();
+                assert!(
+                    cap <= 4 * FIRST_READ_SIZE,
+                    "a spare read buffer kept {cap} bytes"
+                );
+            }
+            assert!(client.spare_writes.len() <= WRITES_IN_FLIGHT);
+            for op in &client.spare_writes {
+                let cap = op.with_buf(|b| b.capacity()).unwrap();
+                assert!(cap <= WRITE_KEEP, "a write buffer kept {cap} bytes");
+            }
+        });
+    }
 }
