@@ -87,6 +87,102 @@ fn a_second_serve_demo_on_the_same_name_exits_8() {
     assert_eq!(o.status.code(), Some(8), "stderr: {}", stderr(&o));
 }
 
+/// A client that pipelines 60 KB Echo requests to `serve-demo` and never reads the answers
+/// is pushed back: its writes block after a bounded amount (the server stops reading it),
+/// and `rpc call` from another process is answered all the while.
+#[test]
+fn serve_demo_pushes_back_on_a_client_that_never_reads_and_serves_others() {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    /// Generous: the 1 MiB mark, 64 answers in flight, kernel buffers both ways.
+    const BOUND: u64 = 64 << 20;
+    /// A server that has read this much does not push back.
+    const GIVE_UP: u64 = 256 << 20;
+
+    let name = unique_name("flood");
+    let _server = demo_server(pipewright().args([
+        "rpc",
+        "serve-demo",
+        &name,
+        "--max-queued-answer-bytes",
+        "1048576",
+    ]));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let written = Arc::new(AtomicU64::new(0));
+    let flood = {
+        let (name, written) = (name.clone(), written.clone());
+        runtime.spawn(async move {
+            let stream = pipewright::connect(name.as_str())
+                .await
+                .expect("connect the flooding client");
+            let (_never_read, mut requests) = tokio::io::split(stream);
+            let text = "x".repeat(60_000);
+            for seq in 0u64.. {
+                let body =
+                    format!(r#"{{"method":"Echo","params":{{"payload":"{text}"}},"id":{seq}}}"#);
+                let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+                frame.extend_from_slice(body.as_bytes());
+                if requests.write_all(&frame).await.is_err() {
+                    return;
+                }
+                if written.fetch_add(frame.len() as u64, Ordering::SeqCst) > GIVE_UP {
+                    return;
+                }
+            }
+        })
+    };
+    let mut unchanged = 0;
+    let stalled_at = loop {
+        let before = written.load(Ordering::SeqCst);
+        let o = run(pipewright().args([
+            "rpc",
+            "call",
+            &name,
+            "Echo",
+            r#"{"payload": "still served"}"#,
+            "--timeout",
+            "30s",
+        ]));
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+        assert_eq!(
+            stdout(&o),
+            r#"{"status":"Ok","params":{"Text":"still served"}}"#
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let after = written.load(Ordering::SeqCst);
+        assert!(
+            after < GIVE_UP,
+            "serve-demo read {} MiB from a client that never reads its answers: no backpressure",
+            after >> 20
+        );
+        unchanged = if after == before && after > 0 {
+            unchanged + 1
+        } else {
+            0
+        };
+        if unchanged == 3 {
+            break after;
+        }
+    };
+    println!(
+        "the flooding client's writes blocked after {} KiB",
+        stalled_at >> 10
+    );
+    assert!(
+        stalled_at <= BOUND,
+        "the flooding client wrote {stalled_at} bytes before its writes blocked; expected at most {BOUND}"
+    );
+    flood.abort();
+    runtime.shutdown_background();
+}
+
 /// The default name, `rpc_demo`, in a runtime directory of this test's own (Unix only: on
 /// Windows the name is machine-wide and another program may hold it).
 #[cfg(unix)]

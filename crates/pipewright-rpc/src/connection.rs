@@ -11,6 +11,11 @@
 //! it has its answer, or is dropped, it gives the turn back to the reader task. Bytes read
 //! are kept in the connection, never in a call, so dropping a call at any point loses
 //! nothing and leaves the stream in step.
+//!
+//! A call reads only while its future is polled, and a caller may keep a future without
+//! polling it (a `select!` branch that lost). So the turn is the reading call's only while
+//! it is alone: when another call registers, the turn goes back to the reader task at once,
+//! and the first call, when polled again, finds its answer delivered like any other.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -106,6 +111,12 @@ impl Connection {
                 abandoned: false,
             },
         );
+        if let Turn::Call(_) = st.turn {
+            // The reading call may not be polled again for a long time: the reader task
+            // reads for both from now on.
+            st.turn = Turn::ReaderTask;
+            st.wake_reader_task();
+        }
         if let Some(deadline) = deadline {
             // The reader task's timer is set to the earliest deadline; it only needs
             // setting again when this one is earlier still.

@@ -89,9 +89,22 @@
 //! other answer it meets to its caller; otherwise the connection's reader task reads and
 //! wakes each caller with its answer. The bytes read are kept by the connection, not by the
 //! call, so a call dropped while it reads gives the reading back without losing any byte.
+//! The turn is the call's only while it is alone: when another call registers, the reader
+//! task takes the turn back, so a call that is kept but no longer polled (a `select!` branch
+//! that lost) never stalls the others, and finds its answer waiting when polled again.
 //! Deadlines are kept by the reader task as well, with one timer per connection. On the
 //! server, answers of handlers that finish at once are sent from the connection's own task,
 //! several per write when requests come in faster than one at a time.
+//!
+//! # Backpressure
+//!
+//! A server connection never queues answers without limit. Each request holds one of the
+//! connection's [`max_in_flight`](Server::max_in_flight) permits until the stream has taken
+//! its whole answer, and no further request is read while more than
+//! [`max_queued_answer_bytes`](Server::max_queued_answer_bytes) (4 MiB by default) of
+//! answers wait to be written. A client that pipelines requests and does not read its
+//! answers finds its own writes blocked, as over TCP; the server's other connections are
+//! served as usual. Requests without ids are still answered strictly in order.
 #![warn(missing_docs)]
 
 mod client;
@@ -108,4 +121,4 @@ pub use client::{Client, ClientOptions, DEFAULT_CALL_TIMEOUT};
 pub use error::RpcError;
 pub use frame::DEFAULT_MAX_FRAME_SIZE;
 pub use router::{Router, Service};
-pub use server::{Server, DEFAULT_MAX_IN_FLIGHT};
+pub use server::{Server, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUED_ANSWER_BYTES};

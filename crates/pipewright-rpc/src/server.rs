@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pipewright::{ErrorKind, Listener, PipeStream};
 use tokio::io::{AsyncBufReadExt, BufReader, WriteHalf};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::frame::{read_frame, whole_frame_len, Frame, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN};
@@ -18,11 +18,22 @@ use crate::writer::SharedWriter;
 /// The default number of requests one connection may have in flight.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
+/// The default high-water mark of a connection's answer queue: 4 MiB.
+pub const DEFAULT_MAX_QUEUED_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
 /// The read buffer of a connection, and the most answers collected before they are sent.
 const READ_BUFFER: usize = 64 * 1024;
 
 /// Serves a [`Router`] on a [`Listener`]: many connections, each with its own limit of
 /// requests in flight, and a graceful shutdown that answers every request already read.
+///
+/// A client that sends requests faster than it reads the answers is slowed down, never
+/// buffered without limit: a request holds one of the connection's
+/// [`max_in_flight`](Self::max_in_flight) permits until the stream has taken its whole
+/// answer, and the server stops reading a connection's requests while more than
+/// [`max_queued_answer_bytes`](Self::max_queued_answer_bytes) of its answers wait to be
+/// written. The client's own writes then block, as they would over TCP, and the other
+/// connections are served as usual.
 ///
 /// ```no_run
 /// use pipewright_rpc::{demo, Server};
@@ -39,29 +50,51 @@ pub struct Server {
     router: Arc<Router>,
     max_in_flight: usize,
     max_frame_size: usize,
+    max_queued_answer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct ConnectionLimits {
     max_in_flight: usize,
     max_frame_size: usize,
+    max_queued: usize,
 }
 
 impl Server {
     /// A server for `router` with the default limits: 64 requests in flight per connection,
-    /// 16 MiB frames.
+    /// 16 MiB frames, 4 MiB of queued answers per connection.
     pub fn new(router: Router) -> Self {
         Server {
             router: Arc::new(router),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_queued_answer_bytes: DEFAULT_MAX_QUEUED_ANSWER_BYTES,
         }
     }
 
-    /// How many requests one connection may have in flight (default 64; at least 1). When
-    /// the limit is reached the server stops reading that connection until one is answered.
+    /// How many requests one connection may have in flight (default 64; at least 1). A
+    /// request is in flight from when it is read until the stream has taken its whole
+    /// answer (not merely queued it). When the limit is reached the server stops reading
+    /// that connection until an answer has gone out.
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// The high-water mark of one connection's answer queue (default 4 MiB): answers the
+    /// stream has not taken yet because the client does not read them. While more than
+    /// this waits, the server reads no further request from that connection; it goes on
+    /// when the client has read enough. Handlers already running still add their answers,
+    /// so a connection queues at most about this mark plus
+    /// [`max_in_flight`](Self::max_in_flight) answers. 0 means: read the next request only
+    /// when every answer has been taken.
+    ///
+    /// ```
+    /// use pipewright_rpc::{demo, Server};
+    /// let server = Server::new(demo::router()).max_queued_answer_bytes(1 << 20);
+    /// ```
+    pub fn max_queued_answer_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_answer_bytes = bytes;
         self
     }
 
@@ -91,6 +124,7 @@ impl Server {
         let limits = ConnectionLimits {
             max_in_flight: self.max_in_flight,
             max_frame_size: self.max_frame_size,
+            max_queued: self.max_queued_answer_bytes,
         };
         tokio::pin!(signal);
         let result = loop {
@@ -123,7 +157,9 @@ impl Server {
 /// Requests already in the read buffer are handled one after another without reading, and
 /// the answers of handlers that finish at once are collected and sent together, in one
 /// write, when the buffer holds no further whole request. Slower handlers run in tasks of
-/// their own and send their answers when done.
+/// their own and send their answers when done. Each request's permit goes to the writer
+/// with its answer and is released when the stream has taken it; no request is read while
+/// the answers queued are over the high-water mark.
 async fn serve_connection(
     stream: PipeStream,
     router: Arc<Router>,
@@ -139,9 +175,11 @@ async fn serve_connection(
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut tasks = JoinSet::new();
     let mut ready_answers = Vec::new();
-    let send_ready = |answers: &mut Vec<u8>| {
+    // The permits of the requests answered in `ready_answers`, merged into one.
+    let mut ready_permits: Option<OwnedSemaphorePermit> = None;
+    let send_ready = |answers: &mut Vec<u8>, permits: &mut Option<OwnedSemaphorePermit>| {
         if !answers.is_empty() {
-            let _ = writer.send(answers);
+            let _ = writer.send_holding(answers, permits.take());
             answers.clear();
         }
     };
@@ -159,12 +197,25 @@ async fn serve_connection(
         };
         let mut buffered = whole_frame(&reader);
         if buffered.is_none() || ready_answers.len() >= READ_BUFFER {
-            send_ready(&mut ready_answers);
+            send_ready(&mut ready_answers, &mut ready_permits);
+        }
+        if writer.backlog() > limits.max_queued {
+            // The client does not read its answers: read no more requests until it has.
+            send_ready(&mut ready_answers, &mut ready_permits);
+            let room = tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                room = writer.room(limits.max_queued) => room,
+            };
+            if let Err(reason) = room {
+                tracing::debug!(%reason, "closing the connection");
+                break;
+            }
         }
         let permit = match in_flight.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                send_ready(&mut ready_answers);
+                send_ready(&mut ready_answers, &mut ready_permits);
                 tokio::select! {
                     biased;
                     _ = &mut stopped => break,
@@ -229,34 +280,30 @@ async fn serve_connection(
         match (id, dispatch) {
             (Some(_), Dispatch::Ready(frame)) => {
                 ready_answers.extend_from_slice(&frame);
-                drop(permit);
+                merge_permit(&mut ready_permits, permit);
             }
             (Some(_), Dispatch::Run(mut fut)) => {
                 // Most handlers finish at once: answer those here, without a task hop.
                 match poll_once(&mut fut).await {
                     Some(frame) => {
                         ready_answers.extend_from_slice(&frame);
-                        drop(permit);
+                        merge_permit(&mut ready_permits, permit);
                     }
                     None => {
                         let writer = writer.clone();
                         tasks.spawn(async move {
-                            let _ = writer.send(&fut.await);
-                            drop(permit);
+                            let _ = writer.send_holding(&fut.await, Some(permit));
                         });
                     }
                 }
             }
             (None, dispatch) => {
-                let _ = ordered_tx.send(OrderedAnswer {
-                    dispatch,
-                    _permit: permit,
-                });
+                let _ = ordered_tx.send(OrderedAnswer { dispatch, permit });
             }
         }
         while tasks.try_join_next().is_some() {}
     }
-    send_ready(&mut ready_answers);
+    send_ready(&mut ready_answers, &mut ready_permits);
     drop(ordered_tx);
     drop(reader);
     let _ = sequencer.await;
@@ -278,10 +325,19 @@ async fn poll_once(fut: &mut ReplyFuture) -> Option<Vec<u8>> {
     .await
 }
 
+/// Adds `permit` to the permits held by answers collected to be sent together.
+fn merge_permit(held: &mut Option<OwnedSemaphorePermit>, permit: OwnedSemaphorePermit) {
+    match held {
+        Some(held) => held.merge(permit),
+        None => *held = Some(permit),
+    }
+}
+
 /// An answer to a request without an id: sent after every earlier one.
 struct OrderedAnswer {
     dispatch: Dispatch,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    /// Held until the stream has taken the answer.
+    permit: OwnedSemaphorePermit,
 }
 
 /// Runs id-less requests one after another and sends their answers in the same order.
@@ -294,6 +350,6 @@ async fn answer_in_order(
             Dispatch::Ready(frame) => frame,
             Dispatch::Run(fut) => fut.await,
         };
-        let _ = writer.send(&frame);
+        let _ = writer.send_holding(&frame, Some(job.permit));
     }
 }

@@ -7,17 +7,29 @@
 //! leave together in one write. Because `send` never waits, a caller cannot be cancelled
 //! in the middle of it: a frame is either not sent at all or entirely committed to the
 //! connection, and the stream never carries half a frame followed by another.
+//!
+//! The queue itself has no limit: whoever produces frames bounds it. The writer tells how
+//! many bytes are queued ([`backlog`](SharedWriter::backlog)), lets a producer wait until
+//! that is at most a mark ([`room`](SharedWriter::room)), and can hold a semaphore permit
+//! with a frame ([`send_holding`](SharedWriter::send_holding)) until the stream has taken
+//! the whole frame, not just queued it. The server uses both to bound what one connection
+//! queues.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::AsyncWrite;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// A stream's write half behind a lock, with the bytes it has not taken yet.
 pub(crate) struct SharedWriter<W> {
     state: Mutex<WriteState<W>>,
+    /// `queued.len() - written`, readable without the lock.
+    backlog: AtomicUsize,
 }
 
 struct WriteState<W> {
@@ -26,6 +38,12 @@ struct WriteState<W> {
     queued: Vec<u8>,
     /// How much of `queued` has been written.
     written: usize,
+    /// Bytes the stream has taken since the start.
+    taken: u64,
+    /// Permits held until the stream has taken this many bytes (in order of position).
+    holds: VecDeque<(u64, OwnedSemaphorePermit)>,
+    /// A producer waiting until at most this many bytes are queued.
+    room: Option<(usize, Waker)>,
     /// The writer task owns the stream until `queued` is empty: a write would block.
     handed_over: bool,
     /// No more sends; the writer task writes what is queued, then shuts the stream.
@@ -43,11 +61,15 @@ impl<W: AsyncWrite + Unpin> SharedWriter<W> {
                 io,
                 queued: Vec::new(),
                 written: 0,
+                taken: 0,
+                holds: VecDeque::new(),
+                room: None,
                 handed_over: false,
                 closing: false,
                 failed: None,
                 task: None,
             }),
+            backlog: AtomicUsize::new(0),
         })
     }
 
@@ -59,6 +81,17 @@ impl<W: AsyncWrite + Unpin> SharedWriter<W> {
     /// them, else queues the rest for the writer task. Fails only when the stream has failed
     /// or is closing; then nothing of `bytes` was sent.
     pub(crate) fn send(&self, bytes: &[u8]) -> Result<(), String> {
+        self.send_holding(bytes, None)
+    }
+
+    /// Like [`send`](Self::send), and keeps `hold` until the stream has taken the last byte
+    /// of `bytes` (or the connection has failed): the permit stands for work whose answer is
+    /// still on its way.
+    pub(crate) fn send_holding(
+        &self,
+        bytes: &[u8],
+        hold: Option<OwnedSemaphorePermit>,
+    ) -> Result<(), String> {
         let mut st = self.lock();
         if let Some(reason) = &st.failed {
             return Err(reason.clone());
@@ -68,6 +101,8 @@ impl<W: AsyncWrite + Unpin> SharedWriter<W> {
         }
         if st.handed_over {
             st.queued.extend_from_slice(bytes);
+            st.hold_until_taken(hold);
+            self.publish_backlog(&st);
             return Ok(());
         }
         let WriteState { io, task, .. } = &mut *st;
@@ -84,11 +119,45 @@ impl<W: AsyncWrite + Unpin> SharedWriter<W> {
                 Poll::Pending => break,
             }
         }
+        st.taken += sent as u64;
         if sent < bytes.len() {
             st.queued.extend_from_slice(&bytes[sent..]);
+            st.hold_until_taken(hold);
             st.hand_over();
+            self.publish_backlog(&st);
         }
         Ok(())
+    }
+
+    /// Bytes committed that the stream has not taken yet.
+    pub(crate) fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Acquire)
+    }
+
+    /// Waits until at most `mark` bytes are queued. Fails when the stream has failed or the
+    /// writer is closing (nothing more will be sent).
+    pub(crate) async fn room(&self, mark: usize) -> Result<(), String> {
+        std::future::poll_fn(|cx| {
+            let mut st = self.lock();
+            if let Some(reason) = &st.failed {
+                return Poll::Ready(Err(reason.clone()));
+            }
+            if st.closing {
+                return Poll::Ready(Err("the connection is closing".to_owned()));
+            }
+            if st.queued.len() - st.written <= mark {
+                st.room = None;
+                return Poll::Ready(Ok(()));
+            }
+            st.room = Some((mark, cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn publish_backlog(&self, st: &WriteState<W>) {
+        self.backlog
+            .store(st.queued.len() - st.written, Ordering::Release);
     }
 
     /// Ends sending: the writer task writes what is queued, shuts the stream's write side
@@ -96,6 +165,7 @@ impl<W: AsyncWrite + Unpin> SharedWriter<W> {
     pub(crate) fn close(&self) {
         let mut st = self.lock();
         st.closing = true;
+        st.wake_room();
         st.hand_over();
     }
 
@@ -112,6 +182,7 @@ impl<W: AsyncWrite + Unpin> SharedWriter<W> {
         }
         loop {
             if let Some(reason) = &st.failed {
+                self.publish_backlog(&st);
                 return Poll::Ready(Some(reason.clone()));
             }
             if !st.handed_over {
@@ -128,7 +199,19 @@ impl<W: AsyncWrite + Unpin> SharedWriter<W> {
                     Poll::Ready(Ok(0)) => {
                         st.fail(0, "the stream accepted no more bytes".to_owned());
                     }
-                    Poll::Ready(Ok(n)) => *written += n,
+                    Poll::Ready(Ok(n)) => {
+                        *written += n;
+                        st.taken += n as u64;
+                        st.release_taken();
+                        self.publish_backlog(&st);
+                        if st
+                            .room
+                            .as_ref()
+                            .is_some_and(|(mark, _)| st.queued.len() - st.written <= *mark)
+                        {
+                            st.wake_room();
+                        }
+                    }
                     Poll::Ready(Err(e)) => {
                         st.fail(0, format!("sending failed: {e}"));
                     }
@@ -136,7 +219,12 @@ impl<W: AsyncWrite + Unpin> SharedWriter<W> {
                 }
                 continue;
             }
-            st.queued.clear();
+            if st.queued.capacity() > SHRINK_OVER {
+                // A burst of large answers is over: give its memory back.
+                st.queued = Vec::new();
+            } else {
+                st.queued.clear();
+            }
             st.written = 0;
             if !st.closing {
                 st.handed_over = false;
@@ -150,9 +238,13 @@ impl<W: AsyncWrite + Unpin> SharedWriter<W> {
     }
 }
 
+/// A queue buffer larger than this is freed when it empties, not kept for the next burst.
+const SHRINK_OVER: usize = 256 * 1024;
+
 impl<W> WriteState<W> {
     /// Records a failure (after `sent` bytes of the current frame went out) and wakes the
-    /// writer task so it ends; returns the reason.
+    /// writer task so it ends; returns the reason. Permits held are released: their
+    /// answers will never be sent.
     fn fail(&mut self, sent: usize, reason: String) -> String {
         let reason = if sent > 0 {
             format!("{reason} (after {sent} bytes of a frame)")
@@ -162,8 +254,25 @@ impl<W> WriteState<W> {
         self.failed = Some(reason.clone());
         self.queued = Vec::new();
         self.written = 0;
+        self.holds.clear();
+        self.wake_room();
         self.wake_task();
         reason
+    }
+
+    /// Keeps `hold` until the stream has taken every byte queued so far.
+    fn hold_until_taken(&mut self, hold: Option<OwnedSemaphorePermit>) {
+        if let Some(hold) = hold {
+            let at = self.taken + (self.queued.len() - self.written) as u64;
+            self.holds.push_back((at, hold));
+        }
+    }
+
+    /// Releases the permits whose bytes the stream has taken.
+    fn release_taken(&mut self) {
+        while self.holds.front().is_some_and(|(at, _)| *at <= self.taken) {
+            self.holds.pop_front();
+        }
     }
 
     fn hand_over(&mut self) {
@@ -174,6 +283,12 @@ impl<W> WriteState<W> {
     fn wake_task(&self) {
         if let Some(task) = &self.task {
             task.wake_by_ref();
+        }
+    }
+
+    fn wake_room(&mut self) {
+        if let Some((_, waker)) = self.room.take() {
+            waker.wake();
         }
     }
 }
@@ -201,6 +316,66 @@ mod tests {
         out.extend((5..len).map(|i| (i as u8) ^ sender ^ (seq as u8)));
         assert_eq!(out.len(), HEADER_LEN + len);
         out
+    }
+
+    async fn connected_pair() -> (pipewright::PipeStream, pipewright::PipeStream) {
+        let name = unique_name();
+        let listener = pipewright::Listener::bind(name.as_str()).unwrap();
+        let (accepted, connected) =
+            tokio::join!(listener.accept(), pipewright::connect(name.as_str()));
+        (accepted.unwrap(), connected.unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn permits_are_held_until_the_stream_takes_the_frame_and_room_waits_for_the_mark() {
+        const MARK: usize = 1 << 20;
+        let test = async {
+            let (peer, stream) = connected_pair().await;
+            let writer = SharedWriter::new(stream);
+            let driver = tokio::spawn(writer.clone().drive());
+            let permits = Arc::new(tokio::sync::Semaphore::new(4));
+            let permit = || Some(permits.clone().try_acquire_owned().unwrap());
+            // More than any pipe or socket buffer takes while the peer does not read.
+            writer
+                .send_holding(&frame(1, 0, 16 << 20), permit())
+                .unwrap();
+            writer.send_holding(&frame(2, 1, 100), permit()).unwrap();
+            assert!(
+                writer.backlog() > MARK,
+                "the peer does not read: bytes are queued"
+            );
+            assert_eq!(
+                permits.available_permits(),
+                2,
+                "frames queued, not yet taken, keep their permits"
+            );
+            let mut room = std::pin::pin!(writer.room(MARK));
+            let polled = std::future::poll_fn(|cx| Poll::Ready(room.as_mut().poll(cx))).await;
+            assert!(polled.is_pending(), "no room while over the mark");
+
+            let reader = tokio::spawn(async move {
+                let mut r = BufReader::new(peer);
+                let mut got = Vec::new();
+                while let Some(Frame::Body(body)) = read_frame(&mut r, 32 << 20).await.unwrap() {
+                    got.push((body[0], body.len()));
+                }
+                got
+            });
+            room.await.expect("room once the peer reads");
+            assert!(writer.backlog() <= MARK);
+            writer.room(0).await.expect("everything taken");
+            assert_eq!(
+                permits.available_permits(),
+                4,
+                "every permit is back once the stream took every frame"
+            );
+            writer.close();
+            assert_eq!(driver.await.unwrap(), None);
+            assert_eq!(reader.await.unwrap(), vec![(1, 16 << 20), (2, 100)]);
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), test)
+            .await
+            .expect("watchdog: the test hung");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,6 +47,10 @@ pub struct ServeDemoArgs {
     /// Requests one connection may have in flight at once.
     #[arg(long, default_value_t = pipewright_rpc::DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
+    /// Bytes of answers one connection may have waiting to be written before the server
+    /// stops reading its requests (a client that does not read its answers is slowed down).
+    #[arg(long, value_name = "BYTES", default_value_t = pipewright_rpc::DEFAULT_MAX_QUEUED_ANSWER_BYTES)]
+    pub max_queued_answer_bytes: usize,
 }
 
 /// Arguments of `rpc call`.
@@ -82,7 +86,9 @@ async fn serve_demo(a: ServeDemoArgs) -> u8 {
         a.name
     );
     let _ = std::io::stdout().flush();
-    let server = Server::new(demo::router()).max_in_flight(a.max_in_flight);
+    let server = Server::new(demo::router())
+        .max_in_flight(a.max_in_flight)
+        .max_queued_answer_bytes(a.max_queued_answer_bytes);
     let stopped = server
         .serve_with_shutdown(listener, async {
             let _ = tokio::signal::ctrl_c().await;
