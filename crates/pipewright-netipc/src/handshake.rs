@@ -262,6 +262,11 @@ fn reject(status: TransportStatus, reason: Refusal) -> ServerDecision {
 /// version (INCOMPATIBLE), reserved fields (per `policy`), profile
 /// intersection (UNSUPPORTED), auth token (AUTH_FAILED), request payload
 /// ceiling (LIMIT_EXCEEDED), packet size (INCOMPATIBLE).
+///
+/// Agreed limits: request payload = the client's proposal (at most the
+/// server's); request batch items = `min(client, server)`; response payload
+/// = the server's; response batch items = the agreed request batch items (a
+/// batch is answered with as many items); packet size = `min(client, server)`.
 pub fn server_decide(
     packet: &[u8],
     server: &EndpointConfig,
@@ -356,6 +361,12 @@ pub fn server_decide(
             },
         );
     }
+    // The server decides: a batch never carries more items than the server
+    // allows, and a batch response has as many items as its request, so the
+    // response batch limit is the agreed request batch limit.
+    let agreed_batch = hello
+        .max_request_batch_items
+        .min(server.max_request_batch_items);
     let agreed_packet = hello.packet_size.min(server.packet_size);
     if agreed_packet as usize <= HEADER_LEN {
         return reject(
@@ -370,9 +381,9 @@ pub fn server_decide(
         intersection_profiles: intersection,
         selected_profile: selected,
         agreed_max_request_payload_bytes: hello.max_request_payload_bytes,
-        agreed_max_request_batch_items: hello.max_request_batch_items,
+        agreed_max_request_batch_items: agreed_batch,
         agreed_max_response_payload_bytes: server.max_response_payload_bytes,
-        agreed_max_response_batch_items: hello.max_request_batch_items,
+        agreed_max_response_batch_items: agreed_batch,
         agreed_packet_size: agreed_packet,
         session_id,
     };
@@ -547,9 +558,9 @@ mod tests {
                 session_id: 3,
                 selected_profile: 1,
                 max_request_payload_bytes: 65536,
-                max_request_batch_items: 16,
+                max_request_batch_items: 1, // capped at the server's (default) 1
                 max_response_payload_bytes: 1024, // server's value; the hint is ignored
-                max_response_batch_items: 16,     // = request batch
+                max_response_batch_items: 1, // = agreed request batch
                 packet_size: 65536,
             }
         );
@@ -668,6 +679,65 @@ mod tests {
             status_of(&decide(|m| put_u16(m, 34, 1))),
             Some(TransportStatus::BAD_ENVELOPE)
         );
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Appendix A's `hello.bin` (request batch 100, response batch 1) as a
+    /// raw HELLO against a server configured for 50 items: the ACK carries
+    /// min(100, 50) = 50 for requests and the same 50 for responses.
+    #[test]
+    fn batch_limits_are_capped_by_the_server() {
+        let header =
+            hex("4350494e 0100 2000 0300 0000 0100 0000 2c000000 01000000 0000000000000000");
+        let hello = hex(
+            "0100 0000 05000000 04000000 00100000 64000000 00001000 01000000 00000000 \
+             1100ffeeddccbbaa 00000100",
+        );
+        let raw = [header, hello].concat();
+        assert_eq!(raw.len(), HELLO_MESSAGE_LEN);
+        let server = |batch: u32| EndpointConfig {
+            supported_profiles: 0x07,
+            preferred_profiles: 0x04,
+            max_request_payload_bytes: 4096,
+            max_request_batch_items: batch,
+            max_response_payload_bytes: 65536,
+            max_response_batch_items: 7, // not used for the agreement
+            auth_token: 0xAABB_CCDD_EEFF_0011,
+            packet_size: 32768,
+        };
+        let ServerDecision::Accept { ack, negotiated } =
+            server_decide(&raw, &server(50), ReservedFieldPolicy::Spec, 1)
+        else {
+            panic!("rejected")
+        };
+        let expected = hex(
+            "0100 0000 07000000 05000000 04000000 00100000 32000000 00000100 32000000 \
+             00800000 00000000 0100000000000000",
+        );
+        assert_eq!(&ack[HEADER_LEN..], &expected[..]);
+        assert_eq!(
+            (
+                negotiated.max_request_batch_items,
+                negotiated.max_response_batch_items
+            ),
+            (50, 50)
+        );
+        // A server allowing more than the client asks for agrees on the
+        // client's 100, again for both directions.
+        let ServerDecision::Accept { ack, .. } =
+            server_decide(&raw, &server(1000), ReservedFieldPolicy::Spec, 1)
+        else {
+            panic!("rejected")
+        };
+        assert_eq!(get_u32(&ack, HEADER_LEN + 20), 100);
+        assert_eq!(get_u32(&ack, HEADER_LEN + 28), 100);
     }
 
     #[test]

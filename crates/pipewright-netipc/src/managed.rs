@@ -30,15 +30,17 @@ use crate::batch::{decode_batch, encode_batch};
 use crate::endpoint::DefaultListener;
 use crate::handshake::EndpointConfig;
 use crate::header::{Header, Kind, TransportStatus, HEADER_LEN};
+use crate::limits::Limits;
 use crate::service::Service;
 use crate::session::{Server, ServerConfig, ServerSession, SessionError};
-use crate::shm::link::{receive_message, send_message};
+use crate::shm::link::{receive_message, send_message, EndFlag};
+use crate::shm::ShmPeer;
 use crate::transport::{PacketListener, PacketTransport};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// Auto-growth ceiling for a limit configured as 0 (`NIPC_MAX_PAYLOAD_CAP`).
@@ -50,14 +52,35 @@ pub const SERVICE_REQUEST_DEFAULT: u32 = 1024;
 pub const SERVICE_RESPONSE_DEFAULT: u32 = 65536;
 /// Default number of concurrent sessions.
 pub const DEFAULT_WORKERS: usize = 8;
+/// Default number of handshakes in progress at once
+/// ([`ManagedConfig::max_handshakes`]).
+pub const DEFAULT_MAX_HANDSHAKES: usize = 16;
+/// Default number of shared-memory sessions at once
+/// ([`ManagedConfig::max_shm_sessions`]).
+pub const DEFAULT_MAX_SHM_SESSIONS: usize = 64;
+/// Request batch items a managed server allows when its configuration says 0
+/// (the handshake agrees on `min(client, server)`).
+pub const SERVICE_BATCH_ITEMS_DEFAULT: u32 = 1024;
 
 /// Managed-server configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ManagedConfig {
     /// Handshake configuration of the first session (limits grow from here).
     pub server: ServerConfig,
-    /// Concurrent sessions; more clients are closed after the handshake.
+    /// Concurrent sessions; more clients are closed after the handshake
+    /// (which then never offers shared memory).
     pub workers: usize,
+    /// Handshakes in progress at once (at least 1). The server accepts a
+    /// connection only while fewer are in progress: more clients wait in the
+    /// listener's queue (each handshake ends within
+    /// `server.handshake_timeout`), so a flood of connections that never
+    /// finish their handshake holds at most this many descriptors.
+    pub max_handshakes: usize,
+    /// Shared-memory sessions at once (each runs on a thread of its own,
+    /// not on tokio's blocking pool). A session over the limit, or over
+    /// `workers`, is offered the baseline only: its HELLO_ACK selects
+    /// BASELINE and it is served over the connection.
+    pub max_shm_sessions: usize,
     /// How far the response limit may grow.
     pub max_response_ceiling: u32,
 }
@@ -65,7 +88,8 @@ pub struct ManagedConfig {
 impl ManagedConfig {
     /// From an endpoint configuration: a request cap configured as 0 is
     /// 1 MiB; a response limit configured as 0 starts at 65536 and may grow
-    /// to 1 MiB; configured limits are fixed.
+    /// to 1 MiB; a request batch limit configured as 0 is
+    /// [`SERVICE_BATCH_ITEMS_DEFAULT`]; configured limits are fixed.
     pub fn new(endpoint: EndpointConfig) -> ManagedConfig {
         let req = match endpoint.max_request_payload_bytes {
             0 => MAX_PAYLOAD_CAP,
@@ -75,16 +99,23 @@ impl ManagedConfig {
             0 => (SERVICE_RESPONSE_DEFAULT, MAX_PAYLOAD_CAP),
             v => (v, v),
         };
+        let batch = match endpoint.max_request_batch_items {
+            0 => SERVICE_BATCH_ITEMS_DEFAULT,
+            v => v,
+        };
         ManagedConfig {
             server: ServerConfig {
                 endpoint: EndpointConfig {
                     max_request_payload_bytes: req,
+                    max_request_batch_items: batch,
                     max_response_payload_bytes: resp,
                     ..endpoint
                 },
                 ..ServerConfig::default()
             },
             workers: DEFAULT_WORKERS,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            max_shm_sessions: DEFAULT_MAX_SHM_SESSIONS,
             max_response_ceiling: resp_ceiling,
         }
     }
@@ -182,9 +213,21 @@ impl<L: PacketListener> ManagedServer<L> {
     }
 
     /// Serves until stopped. Fails only if the listener fails for good.
+    ///
+    /// Admission, in order: a connection is accepted only while fewer than
+    /// `max_handshakes` handshakes are in progress; its HELLO is read and
+    /// checked (token, profiles, limits) before anything is allocated for
+    /// it; an accepted HELLO then takes a worker slot (none free: the
+    /// handshake completes on the baseline and the connection is closed, as
+    /// upstream does) and, if it selected shared memory, a shared-memory
+    /// slot (none free: it is served on the baseline); only then is its
+    /// region created.
     pub async fn run(&self) -> Result<(), SessionError> {
         let mut stopped = self.stop.subscribe();
-        let workers = Arc::new(Semaphore::new(self.shared.config.workers.max(1)));
+        let config = &self.shared.config;
+        let workers = Arc::new(Semaphore::new(config.workers.max(1)));
+        let handshakes = Arc::new(Semaphore::new(config.max_handshakes.max(1)));
+        let shm_slots = Arc::new(Semaphore::new(config.max_shm_sessions));
         let mut sessions = JoinSet::new();
         // Every shared-memory worker holds a clone until its region is gone.
         let (shm_done, mut shm_all_done) = mpsc::channel::<()>(1);
@@ -193,6 +236,13 @@ impl<L: PacketListener> ManagedServer<L> {
             if *stopped.borrow_and_update() {
                 break Ok(());
             }
+            let handshake = tokio::select! {
+                _ = stopped.changed() => continue,
+                p = handshakes.clone().acquire_owned() => p,
+            };
+            let Ok(handshake) = handshake else {
+                break Ok(());
+            };
             let pending = tokio::select! {
                 _ = stopped.changed() => continue,
                 p = self.shared.server.accept_connection() => p,
@@ -206,18 +256,32 @@ impl<L: PacketListener> ManagedServer<L> {
                     continue;
                 }
             };
-            let permit = workers.clone().try_acquire_owned().ok();
             let shared = self.shared.clone();
             let done = shm_done.clone();
+            let workers = workers.clone();
+            let shm_slots = shm_slots.clone();
             sessions.spawn(async move {
-                let Ok(session) = pending.handshake().await else {
+                let mut permit = None;
+                let mut shm_permit = None;
+                let admitted = pending
+                    .handshake_admitting(|shm| {
+                        permit = workers.try_acquire_owned().ok();
+                        if shm && permit.is_some() {
+                            shm_permit = shm_slots.try_acquire_owned().ok();
+                        }
+                        shm_permit.is_some()
+                    })
+                    .await;
+                drop(handshake);
+                let Ok(session) = admitted else {
                     return;
                 };
                 if permit.is_some() {
-                    if session.shm_profile().is_some() {
-                        serve_shm_session(session, shared, done).await;
-                    } else {
-                        serve_session(session, &shared).await;
+                    match (session.shm_profile(), shm_permit) {
+                        (Some(_), Some(slot)) => {
+                            serve_shm_session(session, shared, done, slot).await
+                        }
+                        _ => serve_session(session, &shared).await,
                     }
                 }
                 drop(permit);
@@ -345,16 +409,20 @@ async fn serve_session<T: PacketTransport, L: PacketListener>(
     }
 }
 
-/// Serves a shared-memory session on a blocking-pool thread: the region is
-/// waited on in 100 ms slices; the session ends when the client's baseline
-/// connection closes or the server stops (the link's end flag). `done` is
-/// held until the region is released (unmapped and removed).
+/// Serves a shared-memory session on a thread of its own (not tokio's
+/// blocking pool, whose size would otherwise cap the sessions silently): the
+/// region is waited on in 100 ms slices; the session ends when the client's
+/// baseline connection closes or the server stops (the link's end flag).
+/// `done` and the session's `slot` are held until the region is released
+/// (unmapped and removed).
 async fn serve_shm_session<T: PacketTransport + 'static, L: PacketListener>(
     mut session: ServerSession<T>,
     shared: Arc<Shared<L>>,
     done: mpsc::Sender<()>,
+    slot: OwnedSemaphorePermit,
 ) {
     let max_response = u64::from(session.negotiated().max_response_payload_bytes);
+    let session_id = session.negotiated().session_id;
     let Some((mut link, limits)) = session.take_shm() else {
         return;
     };
@@ -362,47 +430,72 @@ async fn serve_shm_session<T: PacketTransport + 'static, L: PacketListener>(
         return;
     };
     let ended = link.ended.clone();
-    let worker = tokio::task::spawn_blocking(move || {
-        let _done = done;
-        let mut buf = Vec::new();
-        let mut out = Vec::new();
-        let mut answer = Vec::new();
-        loop {
-            let Ok(header) = receive_message(&mut *peer, &mut buf, &ended, None) else {
-                return;
-            };
-            if header.kind != Kind::Request {
-                return;
-            }
-            if limits.check_receive(&header).is_err() {
-                let resp = Header::response(
-                    header.code,
-                    header.message_id,
-                    TransportStatus::LIMIT_EXCEEDED,
-                    0,
-                );
-                let _ = send_message(&mut *peer, &mut out, &resp, &[]);
-                return;
-            }
-            let reply = reply_to(
-                &header,
-                &buf[HEADER_LEN..],
-                &shared,
-                max_response,
-                &mut answer,
-            );
-            if limits.check_send(&reply.header).is_err()
-                || send_message(&mut *peer, &mut out, &reply.header, &answer).is_err()
-                || reply.close
-            {
-                return;
-            }
-        }
-    });
-    // Dropping `link` (here, or when this task is aborted on stop) sets the
-    // end flag, which ends the worker within one wait slice.
-    let _ = worker.await;
+    let (finished, thread_done) = oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name(format!("netipc-shm-{session_id}"))
+        .spawn(move || {
+            serve_region(&mut *peer, &ended, &limits, &shared, max_response);
+            // Release the region and the server before reporting done: `run`
+            // returns once every `done` is gone, and its caller may then
+            // expect the region file and the listener to be gone too.
+            drop(peer);
+            drop(shared);
+            drop(slot);
+            drop(finished);
+            drop(done);
+        });
+    if spawned.is_ok() {
+        // Dropping `link` (here, or when this task is aborted on stop) sets
+        // the end flag, which ends the thread within one wait slice; the
+        // channel closes when the thread is done.
+        let _ = thread_done.await;
+    }
     drop(link);
+}
+
+/// The synchronous loop of one shared-memory session: wait on the region,
+/// dispatch, publish the answer; returns when the session ends.
+fn serve_region<L: PacketListener>(
+    peer: &mut dyn ShmPeer,
+    ended: &EndFlag,
+    limits: &Limits,
+    shared: &Shared<L>,
+    max_response: u64,
+) {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut answer = Vec::new();
+    loop {
+        let Ok(header) = receive_message(peer, &mut buf, ended, None) else {
+            return;
+        };
+        if header.kind != Kind::Request {
+            return;
+        }
+        if limits.check_receive(&header).is_err() {
+            let resp = Header::response(
+                header.code,
+                header.message_id,
+                TransportStatus::LIMIT_EXCEEDED,
+                0,
+            );
+            let _ = send_message(peer, &mut out, &resp, &[]);
+            return;
+        }
+        let reply = reply_to(
+            &header,
+            &buf[HEADER_LEN..],
+            shared,
+            max_response,
+            &mut answer,
+        );
+        if limits.check_send(&reply.header).is_err()
+            || send_message(peer, &mut out, &reply.header, &answer).is_err()
+            || reply.close
+        {
+            return;
+        }
+    }
 }
 
 fn learn<L: PacketListener>(shared: &Shared<L>, needed: u64) {

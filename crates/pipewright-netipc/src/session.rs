@@ -5,8 +5,9 @@
 //!
 //! Sessions opened by name ([`Session::connect`], [`Server::bind`]) also run
 //! the platform's shared-memory profiles when both configurations offer
-//! them: the server creates the session's region before reading HELLO (and
-//! drops the SHM bits if it cannot), the client attaches after an ACK that
+//! them: the server creates the session's region once it has accepted the
+//! HELLO (right token) and selected SHM (and answers with the baseline if it
+//! cannot), the client attaches after an ACK that
 //! selected SHM, and every later message travels through the region (whole,
 //! never chunked, one request at a time). The baseline connection then only
 //! tells each side when the other is gone.
@@ -410,7 +411,9 @@ impl<T: PacketTransport + 'static> Session<T> {
         let link = match site {
             _ if selected == profile::BASELINE => Link::new(transport, negotiated, Role::Client),
             Some(site) if selected & shm_bits != 0 => {
-                let params = site.params(negotiated.session_id, &cfg);
+                // The region is checked against what was agreed, not
+                // against what this side proposed.
+                let params = site.params(negotiated.session_id, &agreed_limits(cfg, &negotiated));
                 let attached = tokio::task::spawn_blocking(move || {
                     platform::attach_client(&params, selected, SHM_ATTACH_TIMEOUT)
                 })
@@ -677,29 +680,28 @@ impl<T: PacketTransport + 'static> ServerSession<T> {
         config: &ServerConfig,
         session_id: u64,
     ) -> Result<Self, SessionError> {
-        ServerSession::handshake_at(transport, config, session_id, None).await
+        ServerSession::handshake_at(transport, config, session_id, None, |_| true).await
     }
 
-    /// The handshake with the profile guarantee: the region is created before
-    /// HELLO is read, with the configured limits, and the SHM bits the
-    /// region cannot serve are withdrawn.
+    /// The handshake with the profile guarantee. The region is created only
+    /// for a HELLO the server accepts (right token, a common profile), only
+    /// for the selected SHM profile, and only when `admit_shm` allows it
+    /// (called once per accepted HELLO, with whether SHM was selected); if
+    /// SHM is not admitted or the region cannot be created, the decision is
+    /// taken again with the SHM bits withdrawn, before the ACK is sent.
     async fn handshake_at(
         mut transport: T,
         config: &ServerConfig,
         session_id: u64,
         site: Option<&ShmSite>,
+        admit_shm: impl FnOnce(bool) -> bool,
     ) -> Result<Self, SessionError> {
-        let mut cfg = effective_config(&config.endpoint, &transport);
-        let wanted = cfg.supported_profiles & platform::SUPPORTED_PROFILES;
-        let regions = match site {
-            Some(site) if wanted != 0 => {
-                platform::ServerRegions::create(&site.params(session_id, &cfg), wanted).ok()
-            }
-            _ => None,
+        let cfg = effective_config(&config.endpoint, &transport);
+        let offered = match site {
+            Some(_) => cfg.supported_profiles & platform::SUPPORTED_PROFILES,
+            None => 0,
         };
-        let available = regions.as_ref().map_or(0, |r| r.profiles());
-        cfg.supported_profiles = (cfg.supported_profiles & !ALL_SHM_PROFILES) | available;
-        cfg.preferred_profiles &= !ALL_SHM_PROFILES | available;
+        let with_shm = withdraw_shm(cfg, offered);
         let mut buf = [0u8; HANDSHAKE_RECV_LEN];
         let n =
             match tokio::time::timeout(config.handshake_timeout, transport.recv_packet(&mut buf))
@@ -708,7 +710,28 @@ impl<T: PacketTransport + 'static> ServerSession<T> {
                 Err(_) => return Err(SessionError::HandshakeTimeout(config.handshake_timeout)),
                 Ok(r) => r.map_err(map_io)?,
             };
-        match server_decide(&buf[..n], &cfg, config.reserved_field_policy, session_id) {
+        let hello = &buf[..n];
+        let policy = config.reserved_field_policy;
+        let mut decision = server_decide(hello, &with_shm, policy, session_id);
+        let mut peer = None;
+        if let ServerDecision::Accept { negotiated, .. } = &decision {
+            let selected = negotiated.selected_profile;
+            let shm = selected != profile::BASELINE;
+            if admit_shm(shm) && shm {
+                // Sized by the agreed limits (the request area fits the
+                // client's proposal, the response area the server's limit).
+                let sized = agreed_limits(cfg, negotiated);
+                peer = site.and_then(|site| {
+                    platform::ServerRegions::create(&site.params(session_id, &sized), selected)
+                        .ok()
+                        .and_then(|r| r.select(selected))
+                });
+            }
+            if shm && peer.is_none() {
+                decision = server_decide(hello, &withdraw_shm(cfg, 0), policy, session_id);
+            }
+        }
+        match decision {
             ServerDecision::Accept { ack, negotiated } => {
                 transport.send_packet(&[&ack]).await.map_err(map_io)?;
                 let selected = negotiated.selected_profile;
@@ -717,9 +740,7 @@ impl<T: PacketTransport + 'static> ServerSession<T> {
                         link: Link::new(transport, negotiated, Role::Server),
                     });
                 }
-                let peer = regions
-                    .and_then(|r| r.select(selected))
-                    .ok_or(SessionError::UnsupportedProfile(selected))?;
+                let peer = peer.ok_or(SessionError::UnsupportedProfile(selected))?;
                 let shm = ShmLink::start(peer, transport, false);
                 Ok(ServerSession {
                     link: Link::over_shm(shm, negotiated, Role::Server),
@@ -739,6 +760,23 @@ impl<T: PacketTransport + 'static> ServerSession<T> {
             }),
         }
     }
+}
+
+/// `cfg` with the payload limits of `negotiated` (what sizes and bounds a
+/// region).
+fn agreed_limits(cfg: EndpointConfig, negotiated: &Negotiated) -> EndpointConfig {
+    EndpointConfig {
+        max_request_payload_bytes: negotiated.max_request_payload_bytes,
+        max_response_payload_bytes: negotiated.max_response_payload_bytes,
+        ..cfg
+    }
+}
+
+/// `cfg` offering only the SHM profile bits in `available` (plus the rest).
+fn withdraw_shm(mut cfg: EndpointConfig, available: u32) -> EndpointConfig {
+    cfg.supported_profiles = (cfg.supported_profiles & !ALL_SHM_PROFILES) | available;
+    cfg.preferred_profiles &= !ALL_SHM_PROFILES | available;
+    cfg
 }
 
 impl<T: PacketTransport> ServerSession<T> {
@@ -897,14 +935,26 @@ impl<T: PacketTransport + 'static> PendingSession<T> {
         self.session_id
     }
 
-    /// Runs the handshake (creating the session's shared-memory region first
-    /// when the server offers SHM and knows its run directory).
+    /// Runs the handshake (creating the session's shared-memory region once
+    /// the client's HELLO is accepted and selects SHM, when the server offers
+    /// SHM and knows its run directory).
     pub async fn handshake(self) -> Result<ServerSession<T>, SessionError> {
+        self.handshake_admitting(|_| true).await
+    }
+
+    /// [`handshake`](Self::handshake) where `admit_shm` decides, once the
+    /// HELLO is accepted, whether this session may have a region (it is told
+    /// whether SHM was selected); a refused session gets the baseline.
+    pub(crate) async fn handshake_admitting(
+        self,
+        admit_shm: impl FnOnce(bool) -> bool,
+    ) -> Result<ServerSession<T>, SessionError> {
         ServerSession::handshake_at(
             self.transport,
             &self.config,
             self.session_id,
             self.shm_site.as_ref(),
+            admit_shm,
         )
         .await
     }

@@ -7,6 +7,10 @@
 //!   `SO_SNDBUF - 32` as its packet size: Linux refuses SEQPACKET datagrams
 //!   larger than that, so advertising the raw `SO_SNDBUF` (as upstream does)
 //!   breaks full-size packets.
+//! * A zero-length packet is received as `Ok(0)`, not as the end: `recv`
+//!   returns 0 for both, so a 0 counts as the end only when the socket's
+//!   receive side is shut down and no packet with a payload is queued
+//!   (`pipewright::os::seqpacket_zero_is_end`).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -304,11 +308,16 @@ impl PacketTransport for UdsTransport {
             let res =
                 guard.try_io(|io| sys::recv_packet_reporting_truncation(io.get_ref().as_fd(), buf));
             match res {
+                // 0 is either a zero-length packet (legal on SEQPACKET; the
+                // session layer then sees a truncated header) or the end.
                 Ok(Ok(0)) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "peer closed the connection",
-                    ))
+                    if sys::seqpacket_zero_is_end(self.io.get_ref().as_fd())? {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "peer closed the connection",
+                        ));
+                    }
+                    return Ok(0);
                 }
                 Ok(Ok(n)) if n > buf.len() => {
                     return Err(io::Error::new(

@@ -121,6 +121,9 @@ fn live_server_config(token: u64) -> EndpointConfig {
     EndpointConfig {
         supported_profiles: 0x01,
         max_request_payload_bytes: 65536,
+        // The agreed batch limit is min(client, server): a server allowing
+        // the client's 16 items answers what the C server answered.
+        max_request_batch_items: 16,
         max_response_payload_bytes: 65536,
         auth_token: token,
         packet_size: 65536,

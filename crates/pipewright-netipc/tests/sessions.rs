@@ -744,3 +744,52 @@ async fn oversized_packet_is_an_error_on_every_transport() {
     })
     .await
 }
+
+/// The server caps the batch limits (raw HELLO over the real transport): a
+/// HELLO asking for 100 request items (and 1 response item) to a server
+/// allowing 50 is answered with 50 for requests and 50 for responses; one
+/// asking for fewer than the server allows gets its own value for both.
+#[tokio::test]
+async fn raw_hello_gets_the_servers_batch_cap() {
+    watchdog(async {
+        let dir = TempDir::new();
+        let cfg = ServerConfig {
+            endpoint: EndpointConfig {
+                auth_token: TOKEN,
+                max_request_payload_bytes: 4096,
+                max_request_batch_items: 50,
+                max_response_batch_items: 7,
+                ..EndpointConfig::default()
+            },
+            ..ServerConfig::default()
+        };
+        let server = spawn_server(dir.path(), cfg, 2);
+        for (asked, agreed) in [(100u32, 50u32), (20, 20)] {
+            let mut t = endpoint::connect(dir.path(), "svc", 0).await.unwrap();
+            let (_, mut hello) = build_hello(
+                &EndpointConfig {
+                    auth_token: TOKEN,
+                    max_request_payload_bytes: 4096,
+                    max_response_batch_items: 1,
+                    ..EndpointConfig::default()
+                }
+                .resolved(65536),
+            );
+            // HELLO payload offset 16: max_request_batch_items.
+            hello[32 + 16..32 + 20].copy_from_slice(&asked.to_ne_bytes());
+            t.send_packet(&[&hello]).await.unwrap();
+            let mut buf = [0u8; 128];
+            let n = t.recv_packet(&mut buf).await.unwrap();
+            assert_eq!(n, 80);
+            let h = Header::decode(&buf[..n]).unwrap();
+            assert_eq!(h.transport_status, TransportStatus::OK);
+            let word =
+                |off: usize| u32::from_ne_bytes(buf[32 + off..32 + off + 4].try_into().unwrap());
+            // HELLO_ACK offsets 20 and 28: agreed request / response batch items.
+            assert_eq!((word(20), word(28)), (agreed, agreed), "asked {asked}");
+        }
+        let results = server.await.unwrap();
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+    })
+    .await
+}

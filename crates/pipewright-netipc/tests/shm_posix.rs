@@ -75,8 +75,10 @@ fn write_region(p: &Path, h: &[u8], len: usize) {
     std::fs::write(p, bytes).unwrap();
 }
 
+/// Attaches as a client whose handshake agreed on 4096 / 65536 bytes (the
+/// limits of the Appendix A region).
 fn attach(dir: &Path, timeout: Duration) -> Result<Box<dyn ShmPeer>, ShmError> {
-    platform::attach_client(&params(dir, 1, 0, 0), profile::SHM_FUTEX, timeout)
+    platform::attach_client(&params(dir, 1, 4096, 65536), profile::SHM_FUTEX, timeout)
 }
 
 /// The error attaching an invalid region gives.
@@ -218,6 +220,25 @@ fn attach_validation_names_the_problem() {
     write_region(&file, &header(pid, 1, good).encode(), 1000);
     let e = attach_err(dir.path(), long);
     assert!(e.to_string().contains("areas end at byte"), "{e}");
+
+    // An area larger than the agreed limits is a protocol error, reported
+    // before the file is mapped (the file need not even be that long).
+    let mut big = good;
+    big.response_capacity = 65536 + 128;
+    write_region(&file, &header(pid, 1, big).encode(), 8192);
+    let e = attach_err(dir.path(), long);
+    assert!(
+        matches!(
+            e,
+            ShmError::AreaOverLimit {
+                field: "response_capacity",
+                value: 65664,
+                limit: 65600,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(e.to_string().contains(file.to_str().unwrap()), "{e}");
 
     // A profile that is not POSIX SHM.

@@ -410,15 +410,16 @@ fn invalid_headers_are_rejected_without_retrying() {
             b[off..off + 4].copy_from_slice(&v.to_le_bytes());
             b
         };
-        let cases: [(&str, [u8; 128]); 4] = [
-            ("version", patched(4, 2)),
-            ("header_len", patched(8, 64)),
-            ("layout", patched(20, 0)),
-            // Areas ending far past the 8 KiB mapping.
-            ("beyond", patched(28, 0x0100_0000)),
+        // (case, header, the response limit the handshake agreed on)
+        let cases: [(&str, [u8; 128], u32); 4] = [
+            ("version", patched(4, 2), 64),
+            ("header_len", patched(8, 64), 64),
+            ("layout", patched(20, 0), 64),
+            // Areas ending far past the 8 KiB mapping (within the limits).
+            ("beyond", patched(28, 0x0010_0000), 0x0010_0000),
         ];
-        for (what, header) in cases {
-            let params = unique_params("invalid", 64, 64);
+        for (what, header, max_response) in cases {
+            let params = unique_params("invalid", 64, max_response);
             let _forged = forge(&params, PROFILE_BUSYWAIT, &header);
             match attach_client(&params, PROFILE_BUSYWAIT, Duration::from_secs(600)) {
                 Err(ShmError::BadRegion { reason, .. }) => {
@@ -426,6 +427,18 @@ fn invalid_headers_are_rejected_without_retrying() {
                 }
                 other => panic!("{what}: expected BadRegion, got {:?}", other.err()),
             }
+        }
+        // An area larger than the agreed limits: a protocol error, before
+        // the areas are mapped.
+        let params = unique_params("invalid", 64, 64);
+        let _forged = forge(&params, PROFILE_BUSYWAIT, &patched(28, 0x0100_0000));
+        match attach_client(&params, PROFILE_BUSYWAIT, Duration::from_secs(600)) {
+            Err(ShmError::AreaOverLimit {
+                field: "response_capacity",
+                limit: 128,
+                ..
+            }) => {}
+            other => panic!("expected AreaOverLimit, got {:?}", other.err()),
         }
     });
 }

@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use pipewright_netipc::handshake::EndpointConfig;
+use pipewright_netipc::handshake::{build_hello, EndpointConfig};
+use pipewright_netipc::header::Header;
 use pipewright_netipc::session::{Server, ServerConfig, ServerSession, Session, SessionError};
 use pipewright_netipc::transport::PacketTransport;
 use pipewright_netipc::uds::{BindError, UdsTransport};
@@ -98,4 +99,53 @@ async fn oversized_packet_is_an_error_not_truncation() {
     a.send_packet(&[b"abc", b"def"]).await.unwrap();
     assert_eq!(b.recv_packet(&mut small).await.unwrap(), 6);
     assert_eq!(&small[..6], b"abcdef");
+}
+
+/// A zero-length SEQPACKET packet is a packet, not the peer closing: the
+/// transport hands it over as 0 bytes and the next packet still arrives; only
+/// a real close is the end. A session that receives one fails with a protocol
+/// error (a truncated header), not as "closed".
+#[tokio::test]
+async fn zero_length_packet_is_not_the_end() {
+    watchdog(async {
+        let (mut a, mut b) = UdsTransport::pair().unwrap();
+        a.send_packet(&[]).await.unwrap();
+        a.send_packet(&[b"real"]).await.unwrap();
+        a.send_packet(&[&[]]).await.unwrap();
+        a.send_packet(&[b"after"]).await.unwrap();
+        // The zero-length packet, then the peer closes with a real packet
+        // still queued behind another zero-length one.
+        a.send_packet(&[]).await.unwrap();
+        a.send_packet(&[b"last"]).await.unwrap();
+        drop(a);
+        let mut buf = [0u8; 128];
+        for expected in [&b""[..], b"real", b"", b"after", b"", b"last"] {
+            let n = b.recv_packet(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], expected);
+        }
+        let end = b.recv_packet(&mut buf).await.unwrap_err();
+        assert_eq!(end.kind(), std::io::ErrorKind::UnexpectedEof, "{end}");
+
+        // Session level: a zero-length packet after the handshake is a
+        // malformed message (the session fails), not the client leaving.
+        let (mut a, b) = UdsTransport::pair().unwrap();
+        let cfg = server_config(0);
+        let srv = tokio::spawn(async move {
+            let mut s = ServerSession::handshake(b, &cfg, 1).await.unwrap();
+            s.recv_request().await
+        });
+        let (_, hello) = build_hello(&big_config(4096).resolved(4096));
+        a.send_packet(&[&hello]).await.unwrap();
+        a.recv_packet(&mut buf).await.unwrap();
+        a.send_packet(&[]).await.unwrap();
+        let request = Header::request(ECHO, 1, 4);
+        a.send_packet(&[&request.encode(), b"ping"]).await.unwrap();
+        let got = srv.await.unwrap();
+        drop(a);
+        assert!(
+            matches!(got, Err(SessionError::Header(_))),
+            "a zero-length packet must be a protocol error, got {got:?}"
+        );
+    })
+    .await
 }

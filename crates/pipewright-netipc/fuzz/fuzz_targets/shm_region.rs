@@ -15,8 +15,9 @@ fuzz_target!(|data: &[u8]| {
         service: "fuzz".into(),
         session_id: 1,
         auth_token: 0,
-        max_request_payload: 0,
-        max_response_payload: 0,
+        // The limits a handshake agreed on: larger areas are refused.
+        max_request_payload: 65536,
+        max_response_payload: 65536,
     };
     let path = pipewright_netipc::naming::posix_shm_path(&dir, "fuzz", 1).expect("name");
     std::fs::write(&path, data).expect("write region file");

@@ -31,6 +31,7 @@
 //! ```
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub(crate) mod link;
@@ -102,9 +103,92 @@ pub enum ShmError {
     /// Nothing arrived within the timeout.
     #[error("no shared-memory message within {0:?}")]
     TimedOut(Duration),
+    /// Protocol violation: the server's region has an area larger than the
+    /// negotiated limits allow (a hostile or broken server); nothing was
+    /// mapped beyond the header.
+    #[error("protocol error: shared-memory region {name} has {field} {value}, more than the {limit} bytes the handshake allows ({rule}); refusing to map it")]
+    AreaOverLimit {
+        /// Object or file name.
+        name: String,
+        /// The header field (`request_capacity` or `response_capacity`).
+        field: &'static str,
+        /// Its value.
+        value: u32,
+        /// The largest value the negotiated limits allow.
+        limit: u64,
+        /// How the limit is derived.
+        rule: String,
+    },
     /// The peer marked the region closed (Windows) or its process is gone.
     #[error("the peer closed the shared-memory session")]
     PeerClosed,
+}
+
+/// How large a request area a client accepts beyond its negotiated request
+/// limit: upstream servers size the request area from their own configured
+/// limit, which may exceed the client's proposal, and upstream's payload
+/// ceiling is 1 MiB (`NIPC_MAX_PAYLOAD_CAP`).
+pub const REQUEST_AREA_ALLOWANCE: u32 = 1 << 20;
+
+static REGIONS_CREATED: AtomicU64 = AtomicU64::new(0);
+
+/// How many server regions this process has created so far (one per
+/// session and profile): the server's own accounting, used by tests to show
+/// that refused handshakes allocate nothing.
+#[doc(hidden)]
+pub fn regions_created() -> u64 {
+    REGIONS_CREATED.load(Ordering::Relaxed)
+}
+
+pub(crate) fn count_created_region() {
+    REGIONS_CREATED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The largest area the limits of `params` allow: `align64(32 + limit)`.
+fn area_limit(payload_limit: u32) -> u64 {
+    (32 + u64::from(payload_limit)).div_ceil(64) * 64
+}
+
+/// Checks a server's region against the limits the handshake agreed on
+/// (`params` carries the negotiated request and response payload limits):
+/// the response area may hold at most `32 + max_response_payload` bytes and
+/// the request area at most `32 + max(max_request_payload,`
+/// [`REQUEST_AREA_ALLOWANCE`]`)`, both rounded up to 64. A larger area is a
+/// protocol violation ([`ShmError::AreaOverLimit`]), checked before the
+/// areas are mapped.
+pub(crate) fn check_capacities(
+    name: &str,
+    layout: &crate::shm_layout::RegionLayout,
+    params: &RegionParams,
+) -> Result<(), ShmError> {
+    let checks = [
+        (
+            "request_capacity",
+            layout.request_capacity,
+            area_limit(params.max_request_payload.max(REQUEST_AREA_ALLOWANCE)),
+            "max(agreed max_request_payload_bytes, 1 MiB)",
+            params.max_request_payload,
+        ),
+        (
+            "response_capacity",
+            layout.response_capacity,
+            area_limit(params.max_response_payload),
+            "agreed max_response_payload_bytes",
+            params.max_response_payload,
+        ),
+    ];
+    for (field, value, limit, rule, agreed) in checks {
+        if u64::from(value) > limit {
+            return Err(ShmError::AreaOverLimit {
+                name: name.to_owned(),
+                field,
+                value,
+                limit,
+                rule: format!("32 + {rule} ({agreed}), rounded up to 64"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One side of a session's region: publishes into its outgoing area and

@@ -434,6 +434,7 @@ impl ServerRegions {
         };
         map.write(0, &header.encode());
         fence(Ordering::Release);
+        super::count_created_region();
         Ok(ServerRegions {
             region: Some(Region {
                 map,
@@ -472,8 +473,12 @@ enum Attach {
     Fail(ShmError),
 }
 
-fn try_attach(path: &Path) -> Result<Region, Attach> {
-    let file = match OpenOptions::new()
+/// Opens and checks the region at `path`: the header is read and checked
+/// (including the capacities against the negotiated limits in `params`)
+/// before anything is mapped, and only the header and the two areas are
+/// mapped, whatever the file's size.
+fn try_attach(path: &Path, params: &RegionParams) -> Result<Region, Attach> {
+    let mut file = match OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
@@ -496,12 +501,9 @@ fn try_attach(path: &Path) -> Result<Region, Attach> {
             path.display().to_string(),
         )));
     }
-    let len = usize::try_from(size)
-        .map_err(|_| Attach::Fail(bad(path, "file larger than the address space")))?;
-    let map = SharedMapping::map(&file, len)
-        .map_err(|e| Attach::Fail(bad(path, format!("cannot map: {e}"))))?;
     let mut raw = [0u8; SHM_HEADER_LEN];
-    map.read(0, &mut raw);
+    file.read_exact(&mut raw)
+        .map_err(|e| Attach::Fail(bad(path, format!("cannot read the header: {e}"))))?;
     let header = match PosixShmHeader::decode(&raw) {
         Ok(h) => h,
         Err(e @ crate::shm_layout::ShmHeaderError::BadMagic(_)) => {
@@ -509,6 +511,8 @@ fn try_attach(path: &Path) -> Result<Region, Attach> {
         }
         Err(e) => return Err(Attach::Fail(bad(path, e.to_string()))),
     };
+    super::check_capacities(&path.display().to_string(), &header.layout, params)
+        .map_err(Attach::Fail)?;
     let end = header.layout.file_size();
     if size < end {
         return Err(Attach::Fail(bad(
@@ -516,7 +520,20 @@ fn try_attach(path: &Path) -> Result<Region, Attach> {
             format!("file is {size} bytes but its areas end at byte {end}"),
         )));
     }
-    debug_assert_eq!(map.len(), len);
+    let len = usize::try_from(end)
+        .map_err(|_| Attach::Fail(bad(path, "region larger than the address space")))?;
+    let map = SharedMapping::map(&file, len)
+        .map_err(|e| Attach::Fail(bad(path, format!("cannot map: {e}"))))?;
+    // The mapping is authoritative from here on: the server wrote the header
+    // before the handshake's ACK, and it does not change its layout.
+    let mut mapped = [0u8; SHM_HEADER_LEN];
+    map.read(0, &mut mapped);
+    if PosixShmHeader::decode(&mapped).map(|h| h.layout) != Ok(header.layout) {
+        return Err(Attach::Fail(bad(
+            path,
+            "the header changed while attaching",
+        )));
+    }
     Ok(Region {
         map,
         layout: header.layout,
@@ -527,7 +544,9 @@ fn try_attach(path: &Path) -> Result<Region, Attach> {
 /// Opens the server's region for `profile` (0x02 or 0x04), retrying every
 /// [`ATTACH_RETRY_INTERVAL`] while it is missing, shorter than its header or
 /// has a foreign magic, for up to `timeout`. A malformed header (version,
-/// header length, offsets, capacities, file size) fails at once.
+/// header length, offsets, capacities, file size) fails at once, and so do
+/// areas larger than the negotiated limits in `params`
+/// ([`ShmError::AreaOverLimit`], checked before mapping).
 pub fn attach_client(
     params: &RegionParams,
     profile: u32,
@@ -542,7 +561,7 @@ pub fn attach_client(
     let path = region_path(params)?;
     let deadline = Instant::now() + timeout;
     let region = loop {
-        match try_attach(&path) {
+        match try_attach(&path, params) {
             Ok(r) => break r,
             Err(Attach::Fail(e)) => return Err(e),
             Err(Attach::Retry(e)) => {

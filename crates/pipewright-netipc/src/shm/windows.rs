@@ -1,5 +1,6 @@
 //! Windows shared-memory profiles 0x02 (SHM_HYBRID: spin, then auto-reset
-//! kernel events) and 0x04 (SHM_BUSYWAIT: spin, yielding every 1024 polls).
+//! kernel events) and 0x04 (SHM_BUSYWAIT: spin, yielding every 1024 polls,
+//! for 2 ms; then short sleeps of up to 1 ms between polls while idle).
 //!
 //! Per session and profile the server creates a pagefile-backed mapping
 //! `Local\netipc-{h}-{service}-p{profile}-s{session}-mapping` holding the
@@ -60,6 +61,14 @@ const ATTACH_RETRY_INTERVAL: Duration = Duration::from_millis(5);
 const MAX_SPIN_TRIES: u32 = 1 << 20;
 /// BUSYWAIT yields the thread (and checks the deadline) every 1024 polls.
 const BUSYWAIT_POLL_MASK: u32 = 1023;
+/// How long a BUSYWAIT receive polls without sleeping. A peer that is
+/// talking answers well within it; an idle session then backs off.
+const BUSYWAIT_SPIN_WINDOW: Duration = Duration::from_millis(2);
+/// The longest sleep between two BUSYWAIT polls once the session is idle
+/// (the sleeps grow from [`BUSYWAIT_FIRST_SLEEP`] to this).
+const BUSYWAIT_MAX_SLEEP: Duration = Duration::from_millis(1);
+/// The first sleep of an idle BUSYWAIT receive.
+const BUSYWAIT_FIRST_SLEEP: Duration = Duration::from_micros(50);
 
 /// The shared-memory objects a server created for one session, one set per
 /// SHM profile, before the handshake.
@@ -158,7 +167,7 @@ pub fn attach_client(
     let names = names(params, profile)?;
     let deadline = Instant::now().checked_add(timeout);
     loop {
-        match Region::attach(&names, profile) {
+        match Region::attach(&names, profile, params) {
             Ok(region) => return Ok(Box::new(region)),
             Err(Attach::Fatal(e)) => return Err(e),
             Err(Attach::Retry(e)) => {
@@ -274,6 +283,7 @@ impl Region {
             return Err(ShmError::Corrupt("the header does not fit the mapping"));
         }
         view.u32_at(0).store(WIN_SHM_MAGIC, Ordering::SeqCst);
+        super::count_created_region();
         Ok(Region {
             role: Role::Server,
             profile,
@@ -287,7 +297,14 @@ impl Region {
         })
     }
 
-    fn attach(names: &WindowsShmNames, profile: u32) -> Result<Region, Attach> {
+    /// Opens the region: maps the header only, checks it (including the
+    /// capacities against the negotiated limits in `params`), then maps just
+    /// the header and the areas, all committed.
+    fn attach(
+        names: &WindowsShmNames,
+        profile: u32,
+        params: &RegionParams,
+    ) -> Result<Region, Attach> {
         let bad = |reason: String| ShmError::BadRegion {
             name: names.mapping.clone(),
             reason,
@@ -299,7 +316,11 @@ impl Region {
             }
             Err(e) => return Err(Attach::Retry(ShmError::Io(e))),
         };
-        let view = sys::View::map(&mapping).map_err(|e| Attach::Fatal(e.into()))?;
+        let view = match sys::View::map_len(&mapping, WIN_SHM_HEADER_LEN) {
+            Ok(v) => v,
+            // A section smaller than the header cannot be mapped that long.
+            Err(_) => sys::View::map(&mapping).map_err(|e| Attach::Fatal(e.into()))?,
+        };
         if view.len() < WIN_SHM_HEADER_LEN {
             return Err(Attach::Retry(bad(format!(
                 "the mapping is {} bytes, smaller than the 128-byte header",
@@ -328,12 +349,28 @@ impl Region {
                 header.profile
             ))));
         }
+        super::check_capacities(&names.mapping, &header.layout, params).map_err(Attach::Fatal)?;
         let end = header.layout.file_size();
+        let end_len = usize::try_from(end)
+            .map_err(|_| Attach::Fatal(bad(format!("the areas end at byte {end}"))))?;
+        drop(view);
+        let view = sys::View::map_len(&mapping, end_len).map_err(|e| {
+            Attach::Fatal(bad(format!(
+                "the areas end at byte {end}, beyond the mapping: {e}"
+            )))
+        })?;
         if end > view.len() as u64 {
             return Err(Attach::Fatal(bad(format!(
-                "the areas end at byte {end}, beyond the {}-byte mapping",
+                "the areas end at byte {end}, beyond the {} committed bytes of the mapping",
                 view.len()
             ))));
+        }
+        let mut again = Vec::with_capacity(WIN_SHM_HEADER_LEN);
+        view.read_into(0, WIN_SHM_HEADER_LEN, &mut again);
+        if WindowsShmHeader::decode(&again).map(|h| h.layout) != Ok(header.layout) {
+            return Err(Attach::Fatal(bad(
+                "the header changed while attaching".into()
+            )));
         }
         let events = if profile == PROFILE_HYBRID {
             let open = |name: &str| {
@@ -525,7 +562,13 @@ impl Region {
         deadline: Option<Instant>,
         timeout: Duration,
     ) -> Result<(), ShmError> {
+        // The profile has no events: the peer publishes without signalling,
+        // so the receiver polls. It polls flat out (yielding every 1024
+        // polls) for BUSYWAIT_SPIN_WINDOW, then sleeps between polls with a
+        // growing pause, so an idle session does not keep a core busy.
+        let spin_until = Instant::now() + BUSYWAIT_SPIN_WINDOW;
         let mut polls: u32 = 0;
+        let mut sleep = Duration::ZERO;
         loop {
             if self.published(lane) {
                 return self.consume(lane, buf);
@@ -533,9 +576,18 @@ impl Region {
             if self.peer_closed() {
                 return Err(ShmError::PeerClosed);
             }
+            if !sleep.is_zero() {
+                let left = Self::remaining(deadline, timeout)?;
+                std::thread::sleep(left.map_or(sleep, |l| l.min(sleep)));
+                sleep = (sleep * 2).min(BUSYWAIT_MAX_SLEEP);
+                continue;
+            }
             polls = polls.wrapping_add(1);
             if polls & BUSYWAIT_POLL_MASK == 0 {
                 Self::remaining(deadline, timeout)?;
+                if Instant::now() >= spin_until {
+                    sleep = BUSYWAIT_FIRST_SLEEP;
+                }
                 // SwitchToThread.
                 std::thread::yield_now();
             } else {
