@@ -7,9 +7,16 @@
 //! - `setup`: only the installation step of `test`.
 //! - `lint`: `cargo fmt --check` and clippy with `-D warnings` for both targets.
 //! - `bench`: the benchmarks on both platforms (release builds).
+//! - `soak [SECONDS]`: the soak run (`crates/pipewright-soak`, default 60 s) on Linux and
+//!   under Wine: many clients with hostile behaviours against every server at once, checked
+//!   with checksums, connect-failure counts and the server process's handles at start and end.
 //!
 //! Options of `test`: `--linux-only`, `--windows-only`, `--no-fuzz` (the fuzz targets run
-//! `PIPEWRIGHT_FUZZ_SECONDS`, default 5, seconds each with the Linux tests).
+//! `PIPEWRIGHT_FUZZ_SECONDS`, default 5, seconds each with the Linux tests). `test` ends each
+//! platform with a 20-second soak run, counted as one passed or failed line.
+//!
+//! Options of `soak`: `--linux-only`, `--windows-only`; `--clients N` and `--seed N` go to
+//! the soak binary.
 
 mod libtest;
 
@@ -105,6 +112,7 @@ fn test(args: &[String]) -> Result<(), String> {
     let mut windows_counts = None;
     let mut cross_counts = None;
     let mut reruns = Vec::new();
+    let mut soaks: Vec<(&str, Result<(), String>)> = Vec::new();
 
     fmt_check().unwrap_or_else(|e| failures.push(e));
 
@@ -119,6 +127,9 @@ fn test(args: &[String]) -> Result<(), String> {
     }
     if linux && !args.iter().any(|a| a == "--no-fuzz") {
         fuzz(FUZZ_SECONDS).unwrap_or_else(|e| failures.push(e));
+    }
+    if linux {
+        soaks.push(("linux", soak_linux(TEST_SOAK_SECONDS, &[])));
     }
     if windows {
         setup()?;
@@ -140,6 +151,7 @@ fn test(args: &[String]) -> Result<(), String> {
             failures.push("windows tests under Wine failed".into());
         }
         windows_counts = Some(counts);
+        soaks.push(("windows (under Wine)", soak_windows(TEST_SOAK_SECONDS, &[])));
         if linux {
             // The WSL topology: a Linux socat/bridge starts pipewright.exe under Wine per
             // connection, and a Linux client reaches a Windows pipe server through it.
@@ -178,6 +190,18 @@ fn test(args: &[String]) -> Result<(), String> {
     if let Some(c) = &cross_counts {
         println!("linux to windows:    {}", c.describe());
         total.add(c);
+    }
+    for (platform, result) in &soaks {
+        match result {
+            Ok(()) => {
+                println!("soak, {platform} ({TEST_SOAK_SECONDS} s): passed");
+                total.passed += 1;
+            }
+            Err(e) => {
+                println!("soak, {platform} ({TEST_SOAK_SECONDS} s): FAILED: {e}");
+                total.failed += 1;
+            }
+        }
     }
     for f in &failures {
         println!("FAILED: {f}");
@@ -230,6 +254,149 @@ fn rerun_lost_to_wine(counts: &mut Counts, reruns: &mut Vec<String>) -> Result<b
         ));
     }
     Ok(all_ok)
+}
+
+/// Seconds of each soak run (Linux, Wine) at the end of `test`.
+const TEST_SOAK_SECONDS: u64 = 20;
+
+/// Where this machine's cargo builds (`CARGO_TARGET_DIR`, else `target/`).
+fn linux_target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| root().join(d))
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// The Windows target's debug directory (`PIPEWRIGHT_WIN_TARGET_DIR` as in scripts/cargo-win).
+fn windows_debug_dir() -> PathBuf {
+    windows_debug_exe()
+        .parent()
+        .expect("the exe has a directory")
+        .to_path_buf()
+}
+
+/// Builds the soak binary and `pipewright` for Linux as `cargo test --workspace` does (same
+/// profile and features, so after the test run nothing is rebuilt), runs the soak for
+/// `secs`, and passes when every check did.
+fn soak_linux(secs: u64, extra: &[String]) -> Result<(), String> {
+    let mut c = cargo();
+    c.args(["test", "--workspace", "--no-run", "--quiet"]);
+    status(
+        c,
+        "linux: build the soak binary (cargo test --workspace --no-run)",
+    )?;
+    let mut c = Command::new(linux_target_dir().join("debug/pipewright-soak"));
+    c.current_dir(root()).arg(secs.to_string()).args(extra);
+    run_soak(c, &format!("linux: soak {secs} s"))
+}
+
+/// The same under Wine (after [`setup`]): built with scripts/cargo-win as the Windows tests
+/// are (shared target/windows), the .exe run with wine64.
+fn soak_windows(secs: u64, extra: &[String]) -> Result<(), String> {
+    let mut c = cargo_win();
+    c.args(["test", "--workspace", "--no-run", "--quiet"]);
+    for p in WINDOWS_EXCLUDES {
+        c.args(["--exclude", p]);
+    }
+    status(
+        c,
+        "windows: build the soak binary (scripts/cargo-win test --workspace --no-run)",
+    )?;
+    let mut c = wine();
+    c.arg(windows_debug_dir().join("pipewright-soak.exe"))
+        .arg(secs.to_string())
+        .args(extra)
+        .stdin(Stdio::null());
+    run_soak(c, &format!("windows: soak {secs} s (under Wine)"))
+}
+
+/// Runs a soak binary, echoing its output, and reads its last line `soak: N passed, N failed`.
+/// The output is read on a thread and the end of the pipe is not awaited once the binary has
+/// exited: Wine's service processes, started by the first Wine process, inherit the pipe and
+/// outlive the run.
+fn run_soak(mut c: Command, what: &str) -> Result<(), String> {
+    eprintln!("xtask: {what}");
+    let mut child = c
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(out) = child.stdout.take() {
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                println!("{line}");
+                if let Some(counts) = parse_soak_line(&line) {
+                    let _ = tx.send(counts);
+                }
+            }
+        });
+    }
+    let st = child.wait().map_err(|e| format!("{what}: {e}"))?;
+    // The summary line was written before the exit; give the reader time to reach it.
+    let counts = rx.recv_timeout(std::time::Duration::from_secs(5)).ok();
+    match counts {
+        Some((passed, 0)) if st.success() => {
+            eprintln!("xtask: {what}: {passed} checks passed");
+            Ok(())
+        }
+        Some((passed, failed)) => Err(format!(
+            "{what}: {failed} checks failed, {passed} passed ({st})"
+        )),
+        None => Err(format!("{what}: ended without its summary line ({st})")),
+    }
+}
+
+/// `soak: N passed, N failed` as (passed, failed).
+fn parse_soak_line(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("soak: ")?;
+    let (p, f) = rest.split_once(" passed, ")?;
+    Some((p.parse().ok()?, f.strip_suffix(" failed")?.parse().ok()?))
+}
+
+fn soak(args: &[String]) -> Result<(), String> {
+    let linux = !args.iter().any(|a| a == "--windows-only");
+    let windows = !args.iter().any(|a| a == "--linux-only");
+    let mut secs = 60;
+    let mut extra = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--linux-only" | "--windows-only" => {}
+            "--clients" | "--seed" => {
+                let v = it.next().ok_or(format!("{a} needs a value"))?;
+                extra.extend([a.clone(), v.clone()]);
+            }
+            s => {
+                secs = s
+                    .parse()
+                    .map_err(|_| format!("soak: unknown argument {s:?}; usage: cargo xtask soak [SECONDS] [--linux-only|--windows-only] [--clients N] [--seed N]"))?;
+            }
+        }
+    }
+    let mut results = Vec::new();
+    if linux {
+        results.push(("linux", soak_linux(secs, &extra)));
+    }
+    if windows {
+        setup()?;
+        results.push(("windows (under Wine)", soak_windows(secs, &extra)));
+    }
+    println!();
+    let mut failed = false;
+    for (platform, r) in &results {
+        match r {
+            Ok(()) => println!("soak, {platform} ({secs} s): passed"),
+            Err(e) => {
+                failed = true;
+                println!("soak, {platform} ({secs} s): FAILED: {e}");
+            }
+        }
+    }
+    if failed {
+        Err("the soak run failed".into())
+    } else {
+        Ok(())
+    }
 }
 
 /// Seconds each fuzz target runs in `test` (override with `PIPEWRIGHT_FUZZ_SECONDS`).
@@ -369,7 +536,7 @@ fn bench() -> Result<(), String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        eprintln!("usage: cargo xtask <demo|test|setup|lint|bench> [options]");
+        eprintln!("usage: cargo xtask <demo|test|setup|lint|bench|soak> [options]");
         return ExitCode::from(2);
     };
     let rest = &args[1..];
@@ -379,8 +546,9 @@ fn main() -> ExitCode {
         "setup" => setup(),
         "lint" => lint(),
         "bench" => bench(),
+        "soak" => soak(rest),
         other => Err(format!(
-            "unknown task {other:?}; tasks: demo, test, setup, lint, bench"
+            "unknown task {other:?}; tasks: demo, test, setup, lint, bench, soak"
         )),
     };
     match result {
@@ -389,5 +557,18 @@ fn main() -> ExitCode {
             eprintln!("xtask: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_soak_line;
+
+    #[test]
+    fn reads_the_soak_summary_line() {
+        assert_eq!(parse_soak_line("soak: 10 passed, 0 failed"), Some((10, 0)));
+        assert_eq!(parse_soak_line("soak: 7 passed, 3 failed\n"), Some((7, 3)));
+        assert_eq!(parse_soak_line("soak: linux, 20 s, 24 clients"), None);
+        assert_eq!(parse_soak_line("PASS soak: 1 passed, 0 failed"), None);
     }
 }
