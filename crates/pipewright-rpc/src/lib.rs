@@ -121,4 +121,6 @@ pub use client::{Client, ClientOptions, DEFAULT_CALL_TIMEOUT};
 pub use error::RpcError;
 pub use frame::DEFAULT_MAX_FRAME_SIZE;
 pub use router::{Router, Service};
-pub use server::{Server, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUED_ANSWER_BYTES};
+pub use server::{
+    Server, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUED_ANSWER_BYTES, DEFAULT_SHUTDOWN_GRACE,
+};

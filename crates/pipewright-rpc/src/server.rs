@@ -9,7 +9,8 @@ use std::time::Duration;
 use pipewright::{ErrorKind, Listener, PipeStream};
 use tokio::io::{AsyncBufReadExt, BufReader, WriteHalf};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 use crate::frame::{read_frame, whole_frame_len, Frame, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN};
 use crate::router::{Dispatch, ReplyFuture, ReplyTo, Router};
@@ -21,11 +22,15 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 /// The default high-water mark of a connection's answer queue: 4 MiB.
 pub const DEFAULT_MAX_QUEUED_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
+/// The default time each connection has to finish its work at shutdown: 10 seconds.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// The read buffer of a connection, and the most answers collected before they are sent.
 const READ_BUFFER: usize = 64 * 1024;
 
 /// Serves a [`Router`] on a [`Listener`]: many connections, each with its own limit of
-/// requests in flight, and a graceful shutdown that answers every request already read.
+/// requests in flight, and a graceful shutdown that answers every request already read
+/// within a bounded grace.
 ///
 /// A client that sends requests faster than it reads the answers is slowed down, never
 /// buffered without limit: a request holds one of the connection's
@@ -34,6 +39,10 @@ const READ_BUFFER: usize = 64 * 1024;
 /// [`max_queued_answer_bytes`](Self::max_queued_answer_bytes) of its answers wait to be
 /// written. The client's own writes then block, as they would over TCP, and the other
 /// connections are served as usual.
+///
+/// Shutdown is bounded too: a connection gets at most
+/// [`shutdown_grace`](Self::shutdown_grace) to answer what it has read and hand its answers
+/// to the stream, so a client that never reads cannot keep the server from returning.
 ///
 /// ```no_run
 /// use pipewright_rpc::{demo, Server};
@@ -51,6 +60,7 @@ pub struct Server {
     max_in_flight: usize,
     max_frame_size: usize,
     max_queued_answer_bytes: usize,
+    shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -62,13 +72,14 @@ struct ConnectionLimits {
 
 impl Server {
     /// A server for `router` with the default limits: 64 requests in flight per connection,
-    /// 16 MiB frames, 4 MiB of queued answers per connection.
+    /// 16 MiB frames, 4 MiB of queued answers per connection, 10 s of grace at shutdown.
     pub fn new(router: Router) -> Self {
         Server {
             router: Arc::new(router),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_queued_answer_bytes: DEFAULT_MAX_QUEUED_ANSWER_BYTES,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 
@@ -98,6 +109,32 @@ impl Server {
         self
     }
 
+    /// How long a graceful shutdown waits for each connection (default 10 s): from the
+    /// shutdown signal, a connection reads no new request, lets the handlers already
+    /// running finish and its answers go out, and is closed when that is done or this
+    /// grace has passed, whichever comes first. Past the grace, handlers still running are
+    /// dropped and answers the client has not taken are thrown away (bytes already handed
+    /// to the stream are still delivered under the transport's linger). A connection whose
+    /// client has gone (its answers fail to send) is closed at once. `Duration::ZERO`
+    /// closes every connection as soon as the server stops.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use pipewright_rpc::{demo, Server};
+    /// # async fn run() -> pipewright::Result<()> {
+    /// let listener = pipewright::Listener::bind("rpc_demo")?;
+    /// // Returns at most about 2 s after Ctrl-C, whatever the clients do.
+    /// Server::new(demo::router())
+    ///     .shutdown_grace(Duration::from_secs(2))
+    ///     .serve_with_shutdown(listener, async { let _ = tokio::signal::ctrl_c().await; })
+    ///     .await
+    /// # }
+    /// ```
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
     /// The largest request body accepted, and answer body sent (default 16 MiB). A larger
     /// request is skipped unread and answered with an Err.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
@@ -113,13 +150,14 @@ impl Server {
 
     /// Serves until `signal` completes, then shuts down gracefully: stops accepting, stops
     /// reading new requests, answers every request already read, closes every connection,
-    /// and returns.
+    /// and returns. Each connection has at most [`shutdown_grace`](Self::shutdown_grace)
+    /// from the signal to do so; then it is closed with what is left unanswered or unsent.
     pub async fn serve_with_shutdown(
         self,
         listener: Listener,
         signal: impl Future<Output = ()>,
     ) -> pipewright::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(None);
         let mut connections = JoinSet::new();
         let limits = ConnectionLimits {
             max_in_flight: self.max_in_flight,
@@ -146,10 +184,19 @@ impl Server {
             }
         };
         listener.close();
-        let _ = stop_tx.send(true);
+        // `None` (no deadline) when the grace is too long to matter.
+        let _ = stop_tx.send(Some(Stop {
+            deadline: Instant::now().checked_add(self.shutdown_grace),
+        }));
         while connections.join_next().await.is_some() {}
         result
     }
+}
+
+/// The server has stopped: connections end by `deadline`.
+#[derive(Debug, Clone, Copy)]
+struct Stop {
+    deadline: Option<Instant>,
 }
 
 /// Serves one connection until the peer ends it, the framing breaks, or the server stops.
@@ -160,20 +207,24 @@ impl Server {
 /// their own and send their answers when done. Each request's permit goes to the writer
 /// with its answer and is released when the stream has taken it; no request is read while
 /// the answers queued are over the high-water mark.
+///
+/// Once the connection stops reading (the server stopping, the peer ending or a broken
+/// frame), it waits for its handlers and its writer, and closes; see [`drain`].
 async fn serve_connection(
     stream: PipeStream,
     router: Arc<Router>,
     limits: ConnectionLimits,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Option<Stop>>,
 ) {
     let (read_half, write_half) = tokio::io::split(stream);
     let mut reader = BufReader::with_capacity(READ_BUFFER, read_half);
     let writer = SharedWriter::new(write_half);
     let writer_task = tokio::spawn(writer.clone().drive());
     let (ordered_tx, ordered_rx) = mpsc::unbounded_channel::<OrderedAnswer>();
-    let sequencer = tokio::spawn(answer_in_order(ordered_rx, writer.clone()));
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+    // The handlers running in tasks of their own, and the sequencer of id-less requests.
     let mut tasks = JoinSet::new();
+    tasks.spawn(answer_in_order(ordered_rx, writer.clone()));
     let mut ready_answers = Vec::new();
     // The permits of the requests answered in `ready_answers`, merged into one.
     let mut ready_permits: Option<OwnedSemaphorePermit> = None;
@@ -184,12 +235,13 @@ async fn serve_connection(
         }
     };
     let stop_now = stop.clone();
+    let mut stop_wait = stop.clone();
     let stopped = async move {
-        let _ = stop.wait_for(|s| *s).await;
+        let _ = stop_wait.wait_for(Option::is_some).await;
     };
     tokio::pin!(stopped);
     loop {
-        if *stop_now.borrow() {
+        if stop_now.borrow().is_some() {
             break;
         }
         let whole_frame = |reader: &BufReader<_>| {
@@ -306,11 +358,63 @@ async fn serve_connection(
     send_ready(&mut ready_answers, &mut ready_permits);
     drop(ordered_tx);
     drop(reader);
-    let _ = sequencer.await;
+    drain(&writer, writer_task, tasks, stop).await;
+}
+
+/// Ends a connection that reads no more requests: lets its handlers (and the sequencer)
+/// finish and its writer hand every answer to the stream, then shuts the stream's write
+/// side. Bounded: once the server has stopped and its grace deadline has passed, handlers
+/// still running are dropped and answers not taken are thrown away; and if the writer fails
+/// (the peer has gone), that happens at once, as nothing more can be delivered. The stream
+/// itself is closed when the caller drops the last of it.
+async fn drain(
+    writer: &SharedWriter<WriteHalf<PipeStream>>,
+    mut writer_task: JoinHandle<Option<String>>,
+    mut tasks: JoinSet<()>,
+    mut stop: watch::Receiver<Option<Stop>>,
+) {
+    let deadline = async {
+        let deadline = match stop.wait_for(Option::is_some).await {
+            Ok(stop) => stop.and_then(|s| s.deadline),
+            // The server is gone without stopping (its task was dropped): no deadline.
+            Err(_) => None,
+        };
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    let finish = async {
+        tokio::select! {
+            biased;
+            // Before `close`, the writer task ends only when the stream has failed.
+            ended = &mut writer_task => return ended,
+            () = async { while tasks.join_next().await.is_some() {} } => {}
+        }
+        writer.close();
+        (&mut writer_task).await
+    };
+    let ended = tokio::select! {
+        ended = finish => Some(ended),
+        () = deadline => None,
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            tracing::debug!(
+                backlog = writer.backlog(),
+                "shutdown grace over: closing the connection with what is left unsent"
+            );
+            writer.abandon("the server shut down before the client took its answers");
+            (&mut writer_task).await
+        }
+    };
+    // Handlers still running when the stream failed or the grace ran out: their answers
+    // could not be delivered.
+    tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    writer.close();
-    if let Ok(Some(reason)) = writer_task.await {
-        tracing::debug!(%reason, "writing answers failed");
+    if let Ok(Some(reason)) = ended {
+        tracing::debug!(%reason, "closing the connection: its answers could not all be sent");
     }
 }
 

@@ -169,6 +169,17 @@ impl<W: AsyncWrite + Unpin> SharedWriter<W> {
         st.hand_over();
     }
 
+    /// Gives up on what is queued: the bytes the stream has not taken are thrown away, held
+    /// permits are released, later sends fail with `reason`, and the writer task ends at
+    /// once with it. Bytes the stream has already taken are its own to deliver.
+    pub(crate) fn abandon(&self, reason: &str) {
+        let mut st = self.lock();
+        if st.failed.is_none() {
+            st.fail(0, reason.to_owned());
+        }
+        self.publish_backlog(&st);
+    }
+
     /// The writer task: writes queued bytes whenever a send could not, until
     /// [`close`](Self::close) or a failure. Returns the failure, if any.
     pub(crate) fn drive(self: Arc<Self>) -> impl Future<Output = Option<String>> {

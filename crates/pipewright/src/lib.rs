@@ -1,8 +1,11 @@
 //! Async local IPC over **Windows named pipes** and **Unix domain sockets**, with one API.
 //!
-//! - [`Listener`] serves a name. On Windows it keeps a backlog of pending pipe instances at
-//!   every moment, so clients never see a busy pipe between accepts; on Unix it binds a socket
-//!   file with mode 0600 and recovers a stale one.
+//! - [`Listener`] serves a name. On Windows it replaces a connected pipe instance before
+//!   anyone calls `accept`, so clients never see a busy pipe while the server keeps up, and it
+//!   bounds what waits to `backlog`; on Unix it binds a socket file with mode 0600 and
+//!   recovers a stale one.
+//! - Bytes a write reported as written arrive even if the stream is dropped next; see
+//!   [`PipeStream::close_write`] and [`ListenerOptions::linger`] for how a stream ends.
 //! - [`connect`] opens a name with a bounded timeout, retrying a busy or missing server.
 //! - [`PipeStream`] is plain [`AsyncRead`](tokio::io::AsyncRead) +
 //!   [`AsyncWrite`](tokio::io::AsyncWrite), so hyper, tungstenite and tower plug straight in.

@@ -226,10 +226,13 @@ impl Op {
     /// Starts an operation: `call` receives the buffer and the `OVERLAPPED` and returns the
     /// Win32 call's result (`Ok(())` for success or pending). On an immediate failure the
     /// operation is `Done` with that error and no packet will come.
+    ///
+    /// Returns `true` when the call finished at once with success (its packet still comes and
+    /// the status stays `Pending` until then, but the data has already been moved).
     pub(crate) fn start(
         self: &Arc<Self>,
         call: impl FnOnce(&mut Vec<u8>, *mut OVERLAPPED) -> Result<(), u32>,
-    ) {
+    ) -> bool {
         {
             let mut st = self.lock();
             debug_assert!(st.status != Status::Pending, "operation already pending");
@@ -246,10 +249,11 @@ impl Op {
         // SAFETY: we set Pending above; the buffer is handed to the kernel from here on.
         let buf = unsafe { &mut *self.buf.get() };
         match call(buf, overlapped) {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(code) if code == ERROR_IO_PENDING || code == ERROR_MORE_DATA => {
                 // A packet is queued for pending operations and for warnings such as
                 // ERROR_MORE_DATA (the status is not an error status).
+                false
             }
             Err(code) => {
                 // Failed at once: no packet will come, so take the kernel's reference back.
@@ -260,6 +264,7 @@ impl Op {
                     error: code,
                     bytes: 0,
                 };
+                false
             }
         }
     }

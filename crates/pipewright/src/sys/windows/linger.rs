@@ -25,8 +25,9 @@ pub(crate) struct SendHandle(pub(crate) HANDLE);
 // SAFETY: a kernel handle is usable from any thread; ownership stays with `Linger::keep`.
 unsafe impl Send for SendHandle {}
 
-/// Starts an overlapped `WriteFile` of `op`'s buffer on `handle`.
-pub(crate) fn start_write(handle: HANDLE, op: &Arc<Op>) {
+/// Starts an overlapped `WriteFile` of `op`'s buffer on `handle`; `true` when it finished at
+/// once with success (the bytes are in the pipe).
+pub(crate) fn start_write(handle: HANDLE, op: &Arc<Op>) -> bool {
     op.start(|buf, overlapped| {
         // SAFETY: the buffer and OVERLAPPED live in `op`, kept alive by the reference `start`
         // parks until the completion packet; the handle is open and overlapped.
@@ -39,7 +40,7 @@ pub(crate) fn start_write(handle: HANDLE, op: &Arc<Op>) {
                 overlapped,
             )
         })
-    });
+    })
 }
 
 /// A stream end that is closing: its handle stays open until its writes are done.

@@ -877,7 +877,21 @@ impl Drop for Stream {
             && self.write_error.is_none()
             && !zero_started;
         let pending = writes.iter().any(|op| op.status() == Status::Pending);
-        if !pending && !zero_message {
+        let mut zero_message = zero_message;
+        if !pending && zero_message {
+            // Nothing else in flight: the zero-byte message nearly always fits in the pipe at
+            // once, and then the handle is closed before drop returns, so the instance is
+            // gone at once (a server restarting in the same process can bind the name again).
+            // Its packet still comes and frees the operation.
+            let zero = Op::new();
+            let sent_now = linger::start_write(handle, &zero);
+            let failed_now = matches!(zero.status(), Status::Done { error, .. } if error != 0);
+            if !(sent_now || failed_now) {
+                writes.push(zero);
+            }
+            zero_message = false;
+        }
+        if !writes.iter().any(|op| op.status() == Status::Pending) && !zero_message {
             drop(pipe);
             if let Some(on_close) = on_close {
                 on_close();
@@ -989,6 +1003,152 @@ mod tests {
             for op in &client.spare_writes {
                 let cap = op.with_buf(|b| b.capacity()).unwrap();
                 assert!(cap <= WRITE_KEEP, "a write buffer kept {cap} bytes");
+            }
+        });
+    }
+
+    /// Every operation a stream's reads and writes used, weakly held.
+    fn op_refs(s: &Stream) -> Vec<std::sync::Weak<Op>> {
+        s.reads
+            .iter()
+            .map(|r| &r.op)
+            .chain(s.spare_reads.iter())
+            .chain(s.current.iter().map(|c| &c.op))
+            .chain(s.writes.iter())
+            .chain(s.spare_writes.iter())
+            .chain(s.ending.iter().filter_map(|e| e.zero.as_ref()))
+            .map(Arc::downgrade)
+            .collect()
+    }
+
+    /// Connection churn with every way a stream ends (drop right after `write_all`,
+    /// `shutdown`, `close_write` in message mode, a client that drops in the middle of a read,
+    /// reads cancelled by a timeout): once the streams are gone and their ends have finished
+    /// lingering, every operation they used is freed (its completion packet arrived and gave
+    /// the kernel's reference back), so no `Op` block and no buffer outlives its connection.
+    #[test]
+    fn churned_connections_free_every_operation() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let tag = format!(
+                "pw-unit-churn-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            );
+            let bname = PipeName::parse(&format!("{tag}-b")).unwrap();
+            let mname = PipeName::parse(&format!("{tag}-m")).unwrap();
+            let bl = crate::sys::Listener::bind(&bname, &ListenerOptions::new()).unwrap();
+            let ml =
+                crate::sys::Listener::bind(&mname, &ListenerOptions::new().mode(PipeMode::Message))
+                    .unwrap();
+            let bopts = ConnectOptions::new();
+            let mopts = ConnectOptions::new().mode(PipeMode::Message);
+            let up = vec![1u8; 8 * 1024];
+            let down = vec![2u8; 32 * 1024];
+            let mut refs = Vec::new();
+            for round in 0..100 {
+                match round % 5 {
+                    0 => {
+                        // Both ends drop right after write_all: the server's end lingers.
+                        let mut c = crate::sys::connect_once(&bname, &bopts).await.unwrap();
+                        let mut s = bl.accept().await.unwrap();
+                        c.write_all(&up).await.unwrap();
+                        let mut got = vec![0u8; up.len()];
+                        s.read_exact(&mut got).await.unwrap();
+                        s.write_all(&down).await.unwrap();
+                        refs.extend(op_refs(&s));
+                        drop(s);
+                        let mut got = vec![0u8; down.len()];
+                        c.read_exact(&mut got).await.unwrap();
+                        refs.extend(op_refs(&c));
+                    }
+                    1 => {
+                        let mut c = crate::sys::connect_once(&bname, &bopts).await.unwrap();
+                        let mut s = bl.accept().await.unwrap();
+                        s.write_all(&down).await.unwrap();
+                        s.shutdown().await.unwrap();
+                        let mut all = Vec::new();
+                        c.read_to_end(&mut all).await.unwrap();
+                        assert_eq!(all.len(), down.len());
+                        refs.extend(op_refs(&s));
+                        refs.extend(op_refs(&c));
+                    }
+                    2 => {
+                        let mut c = crate::sys::connect_once(&mname, &mopts).await.unwrap();
+                        let mut s = ml.accept().await.unwrap();
+                        c.send_message(&up).await.unwrap();
+                        c.close_write().await.unwrap();
+                        assert_eq!(s.recv_message().await.unwrap().unwrap().len(), up.len());
+                        assert!(s.recv_message().await.unwrap().is_none());
+                        s.send_message(&down).await.unwrap();
+                        s.close_write().await.unwrap();
+                        assert_eq!(c.recv_message().await.unwrap().unwrap().len(), down.len());
+                        assert!(c.recv_message().await.unwrap().is_none());
+                        refs.extend(op_refs(&s));
+                        refs.extend(op_refs(&c));
+                    }
+                    3 => {
+                        // The client drops in the middle of a read, its reads in flight.
+                        let mut c = crate::sys::connect_once(&bname, &bopts).await.unwrap();
+                        let mut s = bl.accept().await.unwrap();
+                        let writer = tokio::spawn(async move {
+                            let _ = s.write_all(&vec![3u8; 256 * 1024]).await;
+                            let refs = op_refs(&s);
+                            drop(s);
+                            refs
+                        });
+                        let mut got = vec![0u8; 1024];
+                        c.read_exact(&mut got).await.unwrap();
+                        refs.extend(op_refs(&c));
+                        drop(c);
+                        refs.extend(writer.await.unwrap());
+                    }
+                    _ => {
+                        // Reads cancelled by a timeout on both ends before the data comes.
+                        let mut c = crate::sys::connect_once(&bname, &bopts).await.unwrap();
+                        let mut s = bl.accept().await.unwrap();
+                        let mut buf = vec![0u8; up.len()];
+                        for _ in 0..2 {
+                            let t = Duration::from_millis(1);
+                            let _ = tokio::time::timeout(t, c.read(&mut buf)).await;
+                            let _ = tokio::time::timeout(t, s.read(&mut buf)).await;
+                        }
+                        c.write_all(&up).await.unwrap();
+                        s.read_exact(&mut buf).await.unwrap();
+                        refs.extend(op_refs(&s));
+                        refs.extend(op_refs(&c));
+                    }
+                }
+            }
+            drop(bl);
+            drop(ml);
+            assert!(!refs.is_empty());
+            // Lingering ends finish as soon as their writes are read or fail; bound a hang.
+            let started = std::time::Instant::now();
+            loop {
+                let alive = refs.iter().filter(|w| w.strong_count() > 0).count();
+                if alive == 0 {
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(60) {
+                    let statuses: Vec<_> = refs
+                        .iter()
+                        .filter_map(|w| w.upgrade())
+                        .map(|op| op.status())
+                        .take(8)
+                        .collect();
+                    panic!(
+                        "{alive} of {} operations outlived their connections by 60 s \
+                         (statuses of the first: {statuses:?})",
+                        refs.len()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
     }
