@@ -10,34 +10,36 @@ use windows_sys::Win32::Foundation::ERROR_INVALID_PARAMETER;
 
 use super::iocp::associate;
 use super::pipe::{self, raw, wide};
-use super::stream::{self, Stream};
+use super::stream::Stream;
 use crate::error::{Error, ErrorKind, Result};
 use crate::name::PipeName;
 use crate::options::{ConnectOptions, PipeMode, StreamConfig};
 
 /// One connect attempt: open the client end, set the read mode, join the completion port.
 pub(crate) async fn connect_once(name: &PipeName, options: &ConnectOptions) -> Result<Stream> {
-    if name.host().is_none() {
-        return stream::connect_once(name, options).await;
-    }
     let path = name.windows_path();
-    let (path2, options2) = (path.clone(), options.clone());
-    let (handle, config) = tokio::task::spawn_blocking(move || open_remote(&path2, &options2))
-        .await
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Other,
-                format!("connect: the blocking open of a remote pipe failed: {e}"),
-            )
-            .with_pipe(path.clone())
-        })??;
+    let (handle, config) = if name.host().is_none() {
+        open(&path, options)?
+    } else {
+        let (path2, options2) = (path.clone(), options.clone());
+        tokio::task::spawn_blocking(move || open(&path2, &options2))
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Other,
+                    format!("connect: the blocking open of a remote pipe failed: {e}"),
+                )
+                .with_pipe(path.clone())
+            })??
+    };
     associate(raw(&handle))
         .map_err(|e| Error::from_io(e, &path, "associate with completion port"))?;
     Ok(Stream::new(handle, config, false, path, None))
 }
 
-/// Opens a remote pipe and sets its read mode; each call may wait on the network.
-fn open_remote(path: &str, options: &ConnectOptions) -> Result<(OwnedHandle, StreamConfig)> {
+/// Opens the client end and sets its read mode; for a remote pipe each call may wait on the
+/// network.
+fn open(path: &str, options: &ConnectOptions) -> Result<(OwnedHandle, StreamConfig)> {
     let handle = pipe::open_client(&wide(path), options.impersonation)
         .map_err(|e| Error::from_io(e, path, "connect"))?;
     let mut config = options.stream.clone();

@@ -47,18 +47,16 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use windows_sys::Win32::Foundation::{
-    ERROR_BROKEN_PIPE, ERROR_INVALID_PARAMETER, ERROR_MORE_DATA, ERROR_NO_DATA,
-    ERROR_PIPE_NOT_CONNECTED,
+    ERROR_BROKEN_PIPE, ERROR_MORE_DATA, ERROR_NO_DATA, ERROR_PIPE_NOT_CONNECTED,
 };
 use windows_sys::Win32::Storage::FileSystem::ReadFile;
 
-use super::iocp::{associate, win32_result, Op, Status};
+use super::iocp::{win32_result, Op, Status};
 use super::linger::{self, Deadline, Linger, SendHandle};
-use super::pipe::{self, raw, wide};
+use super::pipe::{self, raw};
 use super::security::process_user_sid;
 use crate::error::{Error, ErrorKind, Result};
-use crate::name::PipeName;
-use crate::options::{ConnectOptions, PipeMode, StreamConfig};
+use crate::options::{PipeMode, StreamConfig};
 use crate::peer::{Peer, PeerUser};
 
 /// Reads outstanding at once.
@@ -911,44 +909,11 @@ impl Drop for Stream {
     }
 }
 
-/// One connect attempt: open the client end, set the read mode, join the completion port.
-pub(crate) async fn connect_once(name: &PipeName, options: &ConnectOptions) -> Result<Stream> {
-    let path = name.windows_path();
-    let handle = pipe::open_client(&wide(&path), options.impersonation)
-        .map_err(|e| Error::from_io(e, &path, "connect"))?;
-    let mut config = options.stream.clone();
-    if options.mode_from_server {
-        let message = pipe::is_message_pipe(&handle)
-            .map_err(|e| Error::from_io(e, &path, "query the pipe's type"))?;
-        config.mode = if message {
-            PipeMode::Message
-        } else {
-            PipeMode::Byte
-        };
-    }
-    if config.mode == PipeMode::Message {
-        pipe::set_message_read_mode(&handle).map_err(|e| {
-            if e.raw_os_error() == Some(ERROR_INVALID_PARAMETER as i32) {
-                Error::new(
-                    ErrorKind::InvalidOption,
-                    "connect: the server's pipe is a byte pipe; connect in byte mode",
-                )
-                .with_pipe(path.clone())
-                .with_source(e)
-            } else {
-                Error::from_io(e, &path, "set message read mode")
-            }
-        })?;
-    }
-    associate(raw(&handle))
-        .map_err(|e| Error::from_io(e, &path, "associate with completion port"))?;
-    Ok(Stream::new(handle, config, false, path, None))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::ListenerOptions;
+    use crate::name::PipeName;
+    use crate::options::{ConnectOptions, ListenerOptions};
 
     /// One 16 MiB message, then many small ones: the read size and the buffers shrink back,
     /// and small messages are copied out of the read buffer instead of taking it.
