@@ -220,6 +220,8 @@ async fn serve_connection(
     let mut reader = BufReader::with_capacity(READ_BUFFER, read_half);
     let writer = SharedWriter::new(write_half);
     let writer_task = tokio::spawn(writer.clone().drive());
+    // Bounded by the permits: every entry holds one of `max_in_flight` until its answer is
+    // written, and no request is read without a permit.
     let (ordered_tx, ordered_rx) = mpsc::unbounded_channel::<OrderedAnswer>();
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     // The handlers running in tasks of their own, and the sequencer of id-less requests.

@@ -52,6 +52,8 @@ pub struct Stdin {
 pub fn stdin() -> io::Result<Stdin> {
     let file = File::from(duplicate_stdin()?);
     let (tx, rx) = mpsc::channel(QUEUE);
+    // Spare blocks coming back: never more than the blocks in circulation, which the bounded
+    // data channel limits.
     let (recycle, spare) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("stdin".into())
