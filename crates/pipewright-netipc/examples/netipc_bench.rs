@@ -20,7 +20,15 @@
 //! * `shm L1 session`, `shm L2 async`, `shm L2 blocking`: the same INCREMENT calls over the
 //!   SHM profile (0x04) against a managed server offering it.
 //!
-//! The `vs raw` column compares each mode with the raw round-trip of its own transport.
+//! * `raw blocking pipe` (Windows): 40-byte messages over a message pipe with synchronous
+//!   `ReadFile`/`WriteFile`, one thread per side, no runtime: the floor. It is `pipewright
+//!   bench pingpong --case raw-message` run as a child process, so the one implementation
+//!   lives in the CLI's baseline; the `pipewright` binary is taken from `$PIPEWRIGHT_BIN` or
+//!   next to this example (build it first: `cargo build --release -p pipewright-cli`, or
+//!   `scripts/cargo-win build --release -p pipewright-cli`), and the row is left out without it.
+//!
+//! The `vs raw` column compares each mode with the raw round-trip of its own transport; `vs
+//! blocking` compares the baseline-profile modes with the raw blocking row of the same round.
 
 use pipewright_netipc::blocking;
 use pipewright_netipc::client::{Client, ClientConfig};
@@ -158,6 +166,60 @@ fn raw_blocking(secs: f64) -> Stats {
     drop(a);
     echo.join().expect("echo thread");
     stats
+}
+
+/// The `pipewright` binary: `$PIPEWRIGHT_BIN`, else next to this example's directory.
+fn pipewright_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PIPEWRIGHT_BIN") {
+        return Some(p.into());
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.parent()?;
+    let bin = dir.join(format!("pipewright{}", std::env::consts::EXE_SUFFIX));
+    bin.is_file().then_some(bin)
+}
+
+/// `pipewright bench pingpong --case CASE --size 40` for `secs`, as a child process: the raw
+/// blocking ping-pong of the CLI's baseline. `None` (with a note) when there is no binary.
+fn raw_blocking_child(case: &str, secs: f64) -> Option<Stats> {
+    let Some(bin) = pipewright_bin() else {
+        eprintln!(
+            "raw blocking row left out: no pipewright binary next to this example (build \
+             pipewright-cli in the same profile, or set PIPEWRIGHT_BIN)"
+        );
+        return None;
+    };
+    let out = std::process::Command::new(&bin)
+        .args([
+            "bench", "pingpong", "--rounds", "1", "--size", "40", "--json",
+        ])
+        .args([
+            "--case",
+            case,
+            "--time",
+            &format!("{}ms", (secs * 1000.0) as u64),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+    assert!(
+        out.status.success(),
+        "{} bench pingpong: {}",
+        bin.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("pingpong JSON");
+    let row = &v["rows"][0];
+    let num = |k: &str| row[k].as_f64().unwrap_or_else(|| panic!("{k} in {row}"));
+    let rate = num("round_trips_per_s");
+    let requests = row["round_trips"][0].as_u64().expect("round trips") as usize;
+    Some(Stats {
+        name: "raw blocking pipe",
+        raw: 0,
+        requests,
+        elapsed: Duration::from_secs_f64(requests as f64 / rate),
+        p50: Duration::from_secs_f64(num("p50_us") / 1e6),
+        p99: Duration::from_secs_f64(num("p99_us") / 1e6),
+    })
 }
 
 fn endpoint_config() -> EndpointConfig {
@@ -345,6 +407,9 @@ fn main() {
         let mut all = vec![raw_transport(&round_dir, secs)];
         #[cfg(target_os = "linux")]
         all.push(raw_blocking(secs));
+        if cfg!(windows) {
+            all.extend(raw_blocking_child("raw-message", secs));
+        }
         let (l1, l2) = netipc(&round_dir, secs);
         all.push(l1);
         all.push(l2);
@@ -363,14 +428,24 @@ fn main() {
         .iter()
         .position(|st| st.name == "netipc L2 client")
         .expect("L2 row");
+    // The floor of the baseline-profile rows: the raw blocking ping-pong, where there is one.
+    let blocking = per_round[0]
+        .iter()
+        .position(|st| st.name.starts_with("raw blocking"));
     println!(
-        "{:<20} {:>12} {:>10} {:>10} {:>12} {:>12}",
-        "mode (median)", "req/s", "p50 us", "p99 us", "vs raw", "vs base L2"
+        "{:<20} {:>12} {:>10} {:>10} {:>12} {:>12} {:>12}",
+        "mode (median)", "req/s", "p50 us", "p99 us", "vs raw", "vs base L2", "vs blocking"
     );
     for m in 0..per_round[0].len() {
         let col = |f: &dyn Fn(&[Stats]) -> f64| median(per_round.iter().map(|r| f(r)).collect());
+        let vs_blocking = match blocking {
+            Some(b) if per_round[0][m].raw == 0 && !per_round[0][m].name.contains("shm") => {
+                format!("{:.2}x", col(&|r| r[m].rate() / r[b].rate()))
+            }
+            _ => "-".to_owned(),
+        };
         println!(
-            "{:<20} {:>12.0} {:>10.1} {:>10.1} {:>11.2}x {:>11.2}x",
+            "{:<20} {:>12.0} {:>10.1} {:>10.1} {:>11.2}x {:>11.2}x {vs_blocking:>12}",
             per_round[0][m].name,
             col(&|r| r[m].rate()),
             col(&|r| r[m].p50.as_secs_f64() * 1e6),

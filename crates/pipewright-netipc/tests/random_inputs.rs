@@ -1,16 +1,28 @@
-//! Deterministic random and mutated inputs for every decoder (the same
-//! properties as the cargo-fuzz targets, runnable on a stable toolchain): no
-//! decoder may panic, and whatever decodes must re-encode to an equal value.
+//! Deterministic random and mutated inputs for every decoder of peer bytes
+//! (the same properties as the cargo-fuzz targets, runnable on a stable
+//! toolchain): no decoder may panic, and whatever decodes must re-encode to an
+//! equal value. The decoders: message and chunk headers, HELLO (strict and
+//! raw), HELLO_ACK, the handshake decisions, batches, every service codec
+//! (INCREMENT, STRING_REVERSE, CGROUPS_SNAPSHOT, CGROUPS_LOOKUP, APPS_LOOKUP),
+//! the POSIX and Windows region headers, and the shared-memory readers that
+//! attach to a region a peer wrote (POSIX on Linux, Windows on Windows).
+
+#[cfg(any(target_os = "linux", windows))]
+mod common;
 
 use pipewright_netipc::batch::{decode_batch, encode_batch};
 use pipewright_netipc::chunk::{ChunkHeader, Progress, Reassembler};
 use pipewright_netipc::codec::cgroups_snapshot::{self, CgroupItem, Snapshot};
-use pipewright_netipc::codec::{increment, string_reverse};
+use pipewright_netipc::codec::lookup::Label;
+use pipewright_netipc::codec::{apps_lookup, cgroups_lookup, increment, string_reverse};
 use pipewright_netipc::handshake::{
     build_hello, client_check_ack, server_decide, EndpointConfig, ReservedFieldPolicy,
 };
 use pipewright_netipc::header::Header;
-use pipewright_netipc::hello::{Hello, HelloAck};
+use pipewright_netipc::hello::{Hello, HelloAck, HELLO_LEN};
+use pipewright_netipc::shm::windows_layout::{
+    layout_for_limits, WindowsShmHeader, PROFILE_BUSYWAIT, WIN_SHM_HEADER_LEN,
+};
 use pipewright_netipc::shm_layout::{PosixShmHeader, RegionLayout};
 
 struct Rng(u64);
@@ -102,20 +114,72 @@ fn seeds() -> Vec<Vec<u8>> {
         string_reverse::encode(b"hello").unwrap(),
         cgroups_snapshot::encode_request().to_vec(),
         snapshot.encode().unwrap(),
-        PosixShmHeader {
-            owner_pid: 1,
-            owner_generation: 1,
-            layout: RegionLayout::for_limits(1024, 1024).unwrap(),
-            req_seq: 0,
-            resp_seq: 0,
-            req_len: 0,
-            resp_len: 0,
-            req_signal: 0,
-            resp_signal: 0,
+        PosixShmHeader::new(1, 1, RegionLayout::for_limits(1024, 1024).unwrap())
+            .encode()
+            .to_vec(),
+        cgroups_lookup::Request {
+            paths: vec![b"/sys/fs/cgroup/system.slice".to_vec(), b"/".to_vec()],
         }
         .encode()
-        .to_vec(),
+        .unwrap(),
+        cgroups_lookup_response().encode().unwrap(),
+        apps_lookup::Request {
+            pids: vec![1, 4242],
+        }
+        .encode()
+        .unwrap(),
+        apps_lookup_response().encode().unwrap(),
+        win_shm_header(),
     ]
+}
+
+fn cgroups_lookup_response() -> cgroups_lookup::LookupResponse {
+    cgroups_lookup::LookupResponse {
+        generation: 9,
+        items: vec![
+            cgroups_lookup::CgroupInfo {
+                status: cgroups_lookup::Status::Known,
+                orchestrator: 2,
+                path: b"/sys/fs/cgroup/kubepods/pod1".to_vec(),
+                name: b"web-0".to_vec(),
+                labels: vec![Label::new("io.kubernetes.pod.name", "web-0")],
+            },
+            cgroups_lookup::CgroupInfo::unknown(cgroups_lookup::Status::PayloadExceeded),
+        ],
+    }
+}
+
+fn apps_lookup_response() -> apps_lookup::LookupResponse {
+    apps_lookup::LookupResponse {
+        generation: 4,
+        items: vec![
+            apps_lookup::AppInfo {
+                status: apps_lookup::PidStatus::Known,
+                orchestrator: 1,
+                cgroup_status: apps_lookup::CgroupStatus::Known,
+                pid: 4242,
+                ppid: 1,
+                uid: 1000,
+                starttime: 123_456,
+                comm: b"netdata".to_vec(),
+                cgroup_path: b"/system.slice/netdata.service".to_vec(),
+                cgroup_name: b"netdata".to_vec(),
+                labels: vec![Label::new("unit", "netdata.service"), Label::new("k", "")],
+            },
+            apps_lookup::AppInfo::unknown(7, apps_lookup::PidStatus::Unknown),
+        ],
+    }
+}
+
+/// A Windows region header as a server writes it (profile 0x04), with
+/// counters that have moved.
+fn win_shm_header() -> Vec<u8> {
+    let mut h = WindowsShmHeader::new(PROFILE_BUSYWAIT, layout_for_limits(1024, 4096).unwrap());
+    h.req_seq = 3;
+    h.resp_seq = 2;
+    h.req_len = 40;
+    h.resp_len = 72;
+    h.encode().to_vec()
 }
 
 /// Runs every decoder on `data`, checking re-encode round trips.
@@ -136,6 +200,15 @@ fn exercise(data: &[u8]) {
     }
     if let Ok(h) = Hello::decode(data) {
         assert_eq!(Hello::decode(&h.encode()), Ok(h));
+    }
+    // The raw decode keeps every field the handshake judges: its encoding is
+    // the input's first 44 bytes.
+    if let Ok(h) = Hello::decode_raw(data) {
+        assert_eq!(h.encode().as_slice(), &data[..HELLO_LEN]);
+        assert_eq!(
+            Hello::decode(data).is_ok(),
+            Hello::decode(&h.encode()).is_ok()
+        );
     }
     if let Ok(a) = HelloAck::decode(data) {
         assert_eq!(HelloAck::decode(&a.encode()), Ok(a));
@@ -161,6 +234,43 @@ fn exercise(data: &[u8]) {
     if let Ok(h) = PosixShmHeader::decode(data) {
         assert_eq!(PosixShmHeader::decode(&h.encode()), Ok(h));
     }
+    if let Ok(r) = cgroups_lookup::Request::decode(data) {
+        assert_eq!(
+            cgroups_lookup::Request::decode(&r.encode().unwrap()).unwrap(),
+            r
+        );
+    }
+    if let Ok(r) = cgroups_lookup::LookupResponse::decode(data) {
+        assert_eq!(
+            cgroups_lookup::LookupResponse::decode(&r.encode().unwrap()).unwrap(),
+            r
+        );
+    }
+    if let Ok(r) = apps_lookup::Request::decode(data) {
+        assert_eq!(
+            apps_lookup::Request::decode(&r.encode().unwrap()).unwrap(),
+            r
+        );
+    }
+    if let Ok(r) = apps_lookup::LookupResponse::decode(data) {
+        assert_eq!(
+            apps_lookup::LookupResponse::decode(&r.encode().unwrap()).unwrap(),
+            r
+        );
+    }
+    if let Ok(h) = WindowsShmHeader::decode(data) {
+        // Re-encodes to the same fields; its areas lie after the header, in
+        // order, and the region fits 32 bits.
+        assert_eq!(WindowsShmHeader::decode(&h.encode()), Ok(h));
+        let l = h.layout;
+        assert!(l.request_offset as usize >= WIN_SHM_HEADER_LEN, "{l:?}");
+        assert!(
+            u64::from(l.request_offset) + u64::from(l.request_capacity)
+                <= u64::from(l.response_offset),
+            "{l:?}"
+        );
+        assert!(l.file_size() <= u64::from(u32::MAX), "{l:?}");
+    }
     let cfg = EndpointConfig {
         auth_token: 7,
         ..EndpointConfig::default()
@@ -184,18 +294,188 @@ fn random_bytes_never_panic() {
 fn mutated_valid_encodings_never_panic() {
     let mut rng = Rng(0x0123_4567_89ab_cdef);
     let seeds = seeds();
-    let mut decoded_some = 0;
+    let mut decoded_by = [0usize; DECODED_KINDS.len()];
     for _ in 0..ROUNDS {
         let seed = &seeds[rng.below(seeds.len())];
         let m = rng.mutate(seed);
-        if Header::decode(&m).is_ok() || Snapshot::decode(&m).is_ok() || Hello::decode(&m).is_ok() {
-            decoded_some += 1;
+        let decoded = [
+            Header::decode(&m).is_ok(),
+            Snapshot::decode(&m).is_ok(),
+            Hello::decode(&m).is_ok(),
+            cgroups_lookup::LookupResponse::decode(&m).is_ok(),
+            apps_lookup::LookupResponse::decode(&m).is_ok(),
+            cgroups_lookup::Request::decode(&m).is_ok(),
+            apps_lookup::Request::decode(&m).is_ok(),
+            WindowsShmHeader::decode(&m).is_ok(),
+        ];
+        for (n, ok) in decoded_by.iter_mut().zip(decoded) {
+            *n += usize::from(ok);
         }
         exercise(&m);
     }
-    // The mutations must leave some inputs valid, or this test explores nothing.
-    assert!(
-        decoded_some > ROUNDS / 20,
-        "only {decoded_some} mutated inputs decoded"
-    );
+    // The mutations must leave some inputs of every kind valid, or this test
+    // explores nothing past each decoder's first check.
+    for (what, n) in DECODED_KINDS.iter().zip(decoded_by) {
+        assert!(
+            n > ROUNDS / 400,
+            "only {n} mutated inputs decoded as {what}"
+        );
+    }
+}
+
+const DECODED_KINDS: [&str; 8] = [
+    "a header",
+    "a snapshot",
+    "a HELLO",
+    "a CGROUPS_LOOKUP response",
+    "an APPS_LOOKUP response",
+    "a CGROUPS_LOOKUP request",
+    "an APPS_LOOKUP request",
+    "a Windows region header",
+];
+
+/// Mutates `image` in place: random bytes, bit flips, and counter words set to
+/// hostile values (the fields a peer controls after attach).
+#[cfg(any(target_os = "linux", windows))]
+fn mutate_region(rng: &mut Rng, image: &mut [u8], words: &[usize]) {
+    for _ in 0..=rng.below(4) {
+        match rng.below(4) {
+            0 => {
+                let i = rng.below(image.len());
+                image[i] ^= 1 << rng.below(8);
+            }
+            1 => {
+                let i = rng.below(image.len());
+                image[i] = rng.next() as u8;
+            }
+            _ => {
+                let at = words[rng.below(words.len())];
+                let v = [0, 1, 31, 32, 33, 0x7fff_ffff, 0x8000_0000, u32::MAX][rng.below(8)]
+                    .wrapping_add(rng.below(3) as u32);
+                image[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+            }
+        }
+    }
+}
+
+/// Region files a peer wrote, attached by the POSIX client: attach validation
+/// (header, layout, limits, file size), then receive and send, with the
+/// counters and lengths rewritten after attach as a hostile server would.
+/// Nothing may panic or reach outside the mapping.
+#[cfg(target_os = "linux")]
+#[test]
+fn posix_regions_a_peer_wrote_never_panic_the_reader() {
+    use pipewright_netipc::shm::{platform, RegionParams};
+    use std::os::unix::fs::FileExt;
+    use std::time::Duration;
+    let dir = common::TempDir::new();
+    let params = RegionParams {
+        run_dir: dir.path().to_str().unwrap().to_owned(),
+        service: "fuzz".into(),
+        session_id: 1,
+        auth_token: 0,
+        max_request_payload: 1024,
+        max_response_payload: 1024,
+    };
+    let path = pipewright_netipc::naming::posix_shm_path(dir.path(), "fuzz", 1).unwrap();
+    let layout = RegionLayout::for_limits(1024, 1024).unwrap();
+    let header = PosixShmHeader::new(std::process::id() as i32, 1, layout);
+    let mut valid = header.encode().to_vec();
+    valid.resize(layout.file_size() as usize, 0);
+    // Every 4-byte word of the header: the offsets, capacities, counters,
+    // lengths and futex words a peer could set.
+    let words: Vec<usize> = (0..header.encode().len()).step_by(4).collect();
+    let mut rng = Rng(0x5eed_0f5a_17e5);
+    let (mut attached, mut received) = (0, 0);
+    for round in 0..4000 {
+        let mut image = valid.clone();
+        if round % 8 != 0 {
+            mutate_region(&mut rng, &mut image, &words);
+        }
+        if rng.below(10) == 0 {
+            image.truncate(rng.below(image.len() + 1));
+        }
+        std::fs::write(&path, &image).unwrap();
+        let Ok(mut peer) = platform::attach_client(&params, 0x04, Duration::ZERO) else {
+            continue;
+        };
+        attached += 1;
+        // The server publishes (or pretends to): counters and lengths change
+        // under the attached client.
+        let mut after = image.clone();
+        mutate_region(&mut rng, &mut after, &words);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_at(&after, 0).unwrap();
+        let mut buf = Vec::new();
+        if peer.receive(&mut buf, Duration::ZERO).is_ok() {
+            received += 1;
+            assert!(!buf.is_empty() && buf.len() <= peer.receive_capacity());
+        }
+        let _ = peer.send(&[0x5a; 40]);
+        let _ = peer.send(&vec![0x5a; peer.send_capacity()]);
+    }
+    assert!(attached > 400, "only {attached} regions attached");
+    assert!(received > 0, "no mutated region delivered a message");
+}
+
+/// Windows regions a peer created, attached by the Windows client: attach
+/// validation (magic, version, profile, layout, capacities against the
+/// negotiated limits, the mapping's size), then receive and send. Nothing may
+/// panic or reach outside the mapping. (After attach, the counters can only
+/// be moved through the region's own peers: a forged mapping offers no
+/// writable view, so the copy-out path is covered by the POSIX test and
+/// `shm_windows.rs`.)
+#[cfg(windows)]
+#[test]
+fn windows_regions_a_peer_created_never_panic_the_reader() {
+    use pipewright_netipc::naming::windows_shm_names;
+    use pipewright_netipc::shm::windows::test_support::create_named_mapping;
+    use pipewright_netipc::shm::windows_layout::offset;
+    use pipewright_netipc::shm::{platform, RegionParams};
+    use std::time::Duration;
+    let dir = common::TempDir::new();
+    let params = RegionParams {
+        run_dir: dir.path().to_str().unwrap().to_owned(),
+        service: "fuzz".into(),
+        session_id: 1,
+        auth_token: 0,
+        max_request_payload: 1024,
+        max_response_payload: 1024,
+    };
+    let layout = layout_for_limits(1024, 1024).unwrap();
+    let header = WindowsShmHeader::new(PROFILE_BUSYWAIT, layout);
+    let mut valid = header.encode().to_vec();
+    valid.resize(layout.file_size() as usize, 0);
+    let mut words: Vec<usize> = (0..WIN_SHM_HEADER_LEN).step_by(4).collect();
+    words.extend([offset::REQ_SEQ + 4, offset::RESP_SEQ + 4]);
+    let name = windows_shm_names(&params.run_dir, "fuzz", 0, PROFILE_BUSYWAIT, 1)
+        .unwrap()
+        .mapping;
+    let mut rng = Rng(0x0bad_5eed_0f1e_55aa);
+    let mut attached = 0;
+    for round in 0..1500 {
+        let mut image = valid.clone();
+        if round % 8 != 0 {
+            mutate_region(&mut rng, &mut image, &words);
+        }
+        // Sections smaller than the areas, or than the header.
+        let size = match rng.below(8) {
+            0 => rng.below(image.len()) as u64,
+            1 => rng.below(WIN_SHM_HEADER_LEN + 1) as u64,
+            _ => image.len() as u64,
+        };
+        image.truncate(size.max(1) as usize);
+        let mapping = create_named_mapping(&name, size, &image).unwrap();
+        if let Ok(mut peer) = platform::attach_client(&params, PROFILE_BUSYWAIT, Duration::ZERO) {
+            attached += 1;
+            let mut buf = Vec::new();
+            if peer.receive(&mut buf, Duration::ZERO).is_ok() {
+                assert!(!buf.is_empty() && buf.len() <= peer.receive_capacity());
+            }
+            let _ = peer.send(&[0x5a; 40]);
+            let _ = peer.send(&vec![0x5a; peer.send_capacity()]);
+        }
+        drop(mapping);
+    }
+    assert!(attached > 150, "only {attached} regions attached");
 }

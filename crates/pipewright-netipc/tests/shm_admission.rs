@@ -231,10 +231,10 @@ async fn idle_shm_session_does_not_spin() {
             assert_eq!(call_increment(&mut s, 1).await, 2);
             // Let the server's wait pass its spinning phase.
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let cpu0 = pipewright::os::process_cpu_time().unwrap();
+            let cpu0 = pipewright::platform::process_cpu_time().unwrap();
             let wall0 = Instant::now();
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let cpu = pipewright::os::process_cpu_time().unwrap() - cpu0;
+            let cpu = pipewright::platform::process_cpu_time().unwrap() - cpu0;
             let wall = wall0.elapsed();
             println!("profile {preferred:#x}: idle {wall:?}, process CPU {cpu:?}");
             assert!(
@@ -277,17 +277,7 @@ fn hostile_region(dir: &Path, session_id: u64, profile: u32) -> Box<dyn std::any
     }
     let layout = hostile_layout(64, 0xFFFF_FFC0);
     let path = pipewright_netipc::naming::posix_shm_path(dir, SVC, session_id).unwrap();
-    let header = PosixShmHeader {
-        owner_pid: std::process::id() as i32,
-        owner_generation: 1,
-        layout,
-        req_seq: 0,
-        resp_seq: 0,
-        req_len: 0,
-        resp_len: 0,
-        req_signal: 0,
-        resp_signal: 0,
-    };
+    let header = PosixShmHeader::new(std::process::id() as i32, 1, layout);
     std::fs::write(&path, header.encode()).unwrap();
     // Sparse: ~4 GiB of file that costs nothing until touched.
     std::fs::OpenOptions::new()

@@ -54,20 +54,6 @@ fn dead_pid() -> i32 {
     pid
 }
 
-fn header(pid: i32, generation: u32, layout: RegionLayout) -> PosixShmHeader {
-    PosixShmHeader {
-        owner_pid: pid,
-        owner_generation: generation,
-        layout,
-        req_seq: 0,
-        resp_seq: 0,
-        req_len: 0,
-        resp_len: 0,
-        req_signal: 0,
-        resp_signal: 0,
-    }
-}
-
 /// Writes a region file with `h` padded to `len` bytes.
 fn write_region(p: &Path, h: &[u8], len: usize) {
     let mut bytes = h.to_vec();
@@ -182,7 +168,7 @@ fn attach_validation_names_the_problem() {
     assert!(matches!(e, ShmError::NotReady(_)), "{e:?}");
 
     // A foreign magic is retried too, then reported.
-    let mut h = header(pid, 1, good).encode();
+    let mut h = PosixShmHeader::new(pid, 1, good).encode();
     h[0] = b'X';
     write_region(&file, &h, good.file_size() as usize);
     let e = attach_err(dir.path(), Duration::from_millis(30));
@@ -190,7 +176,7 @@ fn attach_validation_names_the_problem() {
 
     // These fail at once, whatever the timeout.
     let long = Duration::from_secs(60);
-    let mut h = header(pid, 1, good).encode();
+    let mut h = PosixShmHeader::new(pid, 1, good).encode();
     h[4] = 2;
     write_region(&file, &h, good.file_size() as usize);
     let e = attach_err(dir.path(), long);
@@ -201,23 +187,23 @@ fn attach_validation_names_the_problem() {
 
     let mut overlap = good;
     overlap.response_offset = 128;
-    write_region(&file, &header(pid, 1, overlap).encode(), 8192);
+    write_region(&file, &PosixShmHeader::new(pid, 1, overlap).encode(), 8192);
     let e = attach_err(dir.path(), long);
     assert!(e.to_string().contains("overlaps"), "{e}");
 
     let mut below = good;
     below.request_offset = 0;
-    write_region(&file, &header(pid, 1, below).encode(), 8192);
+    write_region(&file, &PosixShmHeader::new(pid, 1, below).encode(), 8192);
     let e = attach_err(dir.path(), long);
     assert!(e.to_string().contains("below the header"), "{e}");
 
     let mut zero = good;
     zero.response_capacity = 0;
-    write_region(&file, &header(pid, 1, zero).encode(), 8192);
+    write_region(&file, &PosixShmHeader::new(pid, 1, zero).encode(), 8192);
     let e = attach_err(dir.path(), long);
     assert!(e.to_string().contains("zero capacity"), "{e}");
 
-    write_region(&file, &header(pid, 1, good).encode(), 1000);
+    write_region(&file, &PosixShmHeader::new(pid, 1, good).encode(), 1000);
     let e = attach_err(dir.path(), long);
     assert!(e.to_string().contains("areas end at byte"), "{e}");
 
@@ -225,7 +211,7 @@ fn attach_validation_names_the_problem() {
     // before the file is mapped (the file need not even be that long).
     let mut big = good;
     big.response_capacity = 65536 + 128;
-    write_region(&file, &header(pid, 1, big).encode(), 8192);
+    write_region(&file, &PosixShmHeader::new(pid, 1, big).encode(), 8192);
     let e = attach_err(dir.path(), long);
     assert!(
         matches!(
@@ -299,7 +285,11 @@ fn stale_files_of_dead_owners_are_replaced_live_ones_refused() {
     let file = path(dir.path(), 1);
 
     // A dead owner's region is removed and recreated.
-    write_region(&file, &header(dead_pid(), 77, layout).encode(), size);
+    write_region(
+        &file,
+        &PosixShmHeader::new(dead_pid(), 77, layout).encode(),
+        size,
+    );
     let regions = platform::ServerRegions::create(&p, SHM).unwrap();
     let raw = std::fs::read(&file).unwrap();
     assert_eq!(
@@ -315,7 +305,7 @@ fn stale_files_of_dead_owners_are_replaced_live_ones_refused() {
     // A live owner with a generation keeps its region.
     write_region(
         &file,
-        &header(std::process::id() as i32, 5, layout).encode(),
+        &PosixShmHeader::new(std::process::id() as i32, 5, layout).encode(),
         size,
     );
     let e = platform::ServerRegions::create(&p, SHM).unwrap_err();
@@ -324,7 +314,7 @@ fn stale_files_of_dead_owners_are_replaced_live_ones_refused() {
     // Generation 0 (uninitialised) counts as dead even with a live pid.
     write_region(
         &file,
-        &header(std::process::id() as i32, 0, layout).encode(),
+        &PosixShmHeader::new(std::process::id() as i32, 0, layout).encode(),
         size,
     );
     assert!(reclaim_stale(&file).unwrap());
@@ -340,11 +330,23 @@ fn startup_scan_removes_only_dead_regions_of_this_service() {
     let size = layout.file_size() as usize;
     let dead = dead_pid();
     let me = std::process::id() as i32;
-    write_region(&path(d, 1), &header(dead, 9, layout).encode(), size);
-    write_region(&path(d, 2), &header(me, 9, layout).encode(), size);
+    write_region(
+        &path(d, 1),
+        &PosixShmHeader::new(dead, 9, layout).encode(),
+        size,
+    );
+    write_region(
+        &path(d, 2),
+        &PosixShmHeader::new(me, 9, layout).encode(),
+        size,
+    );
     std::fs::write(path(d, 3), b"x").unwrap();
     let other_service = posix_shm_path(d, "other", 1).unwrap();
-    write_region(&other_service, &header(dead, 9, layout).encode(), size);
+    write_region(
+        &other_service,
+        &PosixShmHeader::new(dead, 9, layout).encode(),
+        size,
+    );
     let not_an_id = d.join(format!("{SVC}-12.ipcshm"));
     std::fs::write(&not_an_id, b"x").unwrap();
     let removed = remove_stale_regions(d.to_str().unwrap(), SVC).unwrap();

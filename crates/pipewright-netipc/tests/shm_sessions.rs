@@ -539,17 +539,7 @@ async fn attach_failure_falls_back_to_baseline_on_reconnect() {
             // A region whose response area overlaps the request area.
             let mut layout = RegionLayout::for_limits(1024, 1024).unwrap();
             layout.response_offset = 128;
-            let h = PosixShmHeader {
-                owner_pid: std::process::id() as i32,
-                owner_generation: 1,
-                layout,
-                req_seq: 0,
-                resp_seq: 0,
-                req_len: 0,
-                resp_len: 0,
-                req_signal: 0,
-                resp_signal: 0,
-            };
+            let h = PosixShmHeader::new(std::process::id() as i32, 1, layout);
             let mut file = h.encode().to_vec();
             file.resize(8192, 0);
             std::fs::write(&region, file).unwrap();
@@ -813,6 +803,32 @@ fn client_killed_ends_the_server_session() {
     server.stop();
 }
 
+/// Whether the server's shared-memory objects of session `session_id` exist
+/// (Linux: the region file; Windows: the sections of both SHM profiles,
+/// which open while anyone holds them).
+fn region_exists(dir: &Path, session_id: u64) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        region_file(dir, session_id).exists()
+    }
+    #[cfg(windows)]
+    {
+        use pipewright_netipc::naming::windows_shm_names;
+        use pipewright_netipc::shm::windows::test_support::read_named_mapping;
+        [profile::SHM_HYBRID, profile::SHM_FUTEX]
+            .into_iter()
+            .any(|p| {
+                let n =
+                    windows_shm_names(dir.to_str().unwrap(), SVC, TOKEN, p, session_id).unwrap();
+                read_named_mapping(&n.mapping, 1).is_ok()
+            })
+    }
+}
+
+/// One worker: a second client is refused while the first holds it (its
+/// handshake completes on the baseline, no region is created, and the server
+/// closes the connection without answering), and is served once the first
+/// leaves.
 #[test]
 fn worker_limit_over_shm_closes_and_removes_the_extra_region() {
     let dir = TempDir::new();
@@ -824,6 +840,41 @@ fn worker_limit_over_shm_closes_and_removes_the_extra_region() {
     let mut first =
         blocking::Client::new(dir.path(), SVC, ClientConfig::new(shm_endpoint(SHM))).unwrap();
     assert_eq!(first.increment(1).unwrap(), 2);
+    assert!(first.shm_profile().is_some());
+    assert_eq!(first.negotiated().unwrap().session_id, 1);
+    assert!(region_exists(dir.path(), 1));
+
+    // The refusal, seen by a session: accepted on the baseline only, then
+    // closed by the server before any answer.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let refused = rt.block_on(async {
+        let mut s = Session::connect(dir.path(), SVC, &shm_endpoint(SHM))
+            .await
+            .expect("the handshake completes over the worker limit");
+        let n = *s.negotiated();
+        assert_eq!(
+            (n.selected_profile, s.shm_profile()),
+            (profile::BASELINE, None),
+            "a session over the worker limit was offered shared memory"
+        );
+        let r = s.call(method::INCREMENT, &increment::encode(1)).await;
+        (n.session_id, r)
+    });
+    let (id, r) = refused;
+    match r {
+        Err(SessionError::Closed) => {}
+        other => panic!("session {id} over the worker limit was not closed: {other:?}"),
+    }
+    assert!(
+        !region_exists(dir.path(), id),
+        "region of refused session {id}"
+    );
+
+    // The same through the client: the call (and its one reconnect) end on
+    // the closed connection, not at the call timeout.
     let mut second = blocking::Client::new(
         dir.path(),
         SVC,
@@ -833,13 +884,44 @@ fn worker_limit_over_shm_closes_and_removes_the_extra_region() {
         },
     )
     .unwrap();
-    let e = second.increment(1).unwrap_err();
-    assert!(!matches!(e, ClientError::TimedOut(_)), "{e}");
+    match second.increment(1) {
+        Err(ClientError::Session(SessionError::Closed)) => {}
+        other => panic!("a client over the worker limit was served or failed otherwise: {other:?}"),
+    }
+    assert!(second.negotiated().is_none());
     #[cfg(target_os = "linux")]
-    wait_for("a refused session's region was not removed", || {
-        region_files(dir.path()) == [region_file(dir.path(), 1)]
-    });
+    assert_eq!(region_files(dir.path()), [region_file(dir.path(), 1)]);
+    for refused_id in 2..=4 {
+        assert!(
+            !region_exists(dir.path(), refused_id),
+            "region of refused session {refused_id}"
+        );
+    }
     assert_eq!(first.increment(2).unwrap(), 3);
+
+    // The worker frees when the first client leaves: the next client gets it
+    // (the server notices the departure asynchronously; until then it refuses).
     drop(first);
+    assert!(second.negotiated().is_none());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let v = loop {
+        match second.increment(41) {
+            Ok(v) => break v,
+            Err(ClientError::Session(SessionError::Closed)) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "watchdog: the worker of the departed client never freed"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(v, 42);
+    assert!(
+        second.shm_profile().is_some(),
+        "the freed worker serves over SHM"
+    );
+    drop(second);
     server.stop();
 }

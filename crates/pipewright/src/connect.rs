@@ -84,6 +84,7 @@ pub async fn connect_with(name: impl ToPipeName, options: &ConnectOptions) -> Re
             }
             return Err(err);
         }
+        tracing::debug!(pipe = %name, kind = %err.kind(), "connect: {err}; retrying");
         tokio::time::sleep(backoff.min(deadline - now)).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }

@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+//!
 //! Async local IPC over **Windows named pipes** and **Unix domain sockets**, with one API.
 //!
 //! - [`Listener`] serves a name. On Windows it replaces a connected pipe instance before
@@ -59,35 +61,6 @@ pub use options::{
 pub use peer::{Peer, PeerUser};
 pub use stream::PipeStream;
 
-/// Operating-system primitives for protocols that go beyond pipes and sockets (netipc's
-/// shared-memory profiles and SEQPACKET transport): shared file mappings with atomic access,
-/// wait words and named events, and the few calls around them. Safe wrappers; every `unsafe`
-/// block stays in this crate's `sys` folders.
-///
-/// ```
-/// # #[cfg(target_os = "linux")]
-/// # fn demo() -> std::io::Result<()> {
-/// let file = tempfile_like()?;
-/// pipewright::os::fallocate(&file, 4096)?;
-/// let map = pipewright::os::SharedMapping::map(&file, 4096)?;
-/// map.u32_at(0).store(7, std::sync::atomic::Ordering::Release);
-/// assert_eq!(map.u32_at(0).load(std::sync::atomic::Ordering::Acquire), 7);
-/// # Ok(()) }
-/// # #[cfg(target_os = "linux")]
-/// # fn tempfile_like() -> std::io::Result<std::fs::File> {
-/// #     let path = std::env::temp_dir().join(format!("pw-os-doc-{}", std::process::id()));
-/// #     let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
-/// #     std::fs::remove_file(&path)?;
-/// #     Ok(f)
-/// # }
-/// # #[cfg(target_os = "linux")]
-/// # demo().unwrap();
-/// ```
-#[cfg(any(target_os = "linux", windows))]
-pub mod os {
-    pub use crate::sys::os::*;
-}
-
 /// Platform facts useful to tests and tools.
 pub mod platform {
     /// Whether this program runs under Wine (always `false` off Windows). Wine 8 does not
@@ -105,5 +78,32 @@ pub mod platform {
     /// The current user as the platform names it: a SID string on Windows, a uid on Unix.
     pub fn current_user() -> crate::Result<crate::PeerUser> {
         crate::sys::current_user()
+    }
+
+    /// CPU time (user + system) the whole process has used so far, for tools
+    /// and tests that check an idle wait does not keep a core busy.
+    ///
+    /// ```
+    /// let cpu = pipewright::platform::process_cpu_time().unwrap();
+    /// assert!(cpu <= pipewright::platform::process_cpu_time().unwrap());
+    /// ```
+    pub fn process_cpu_time() -> std::io::Result<std::time::Duration> {
+        crate::sys::process_cpu_time()
+    }
+
+    /// CPU time (user + system) process `pid` has used so far: `/proc/PID/stat` on Linux,
+    /// `OpenProcess` + `GetProcessTimes` on Windows; `Unsupported` on other systems, and under
+    /// Wine for any process but this one (Wine answers with the caller's own times: docs/wine.md). An error names the cause (no such
+    /// process, access denied).
+    ///
+    /// ```
+    /// # #[cfg(any(target_os = "linux", windows))] {
+    /// let me = std::process::id();
+    /// let cpu = pipewright::platform::process_cpu_time_of(me).unwrap();
+    /// assert!(cpu <= pipewright::platform::process_cpu_time_of(me).unwrap());
+    /// # }
+    /// ```
+    pub fn process_cpu_time_of(pid: u32) -> std::io::Result<std::time::Duration> {
+        crate::sys::process_cpu_time_of(pid)
     }
 }

@@ -21,7 +21,7 @@ use super::lookup::{
     Label, LookupItem, LAYOUT_VERSION,
 };
 use super::{expect, need, CodecError};
-use crate::bytes::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
+use crate::wire::bytes::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
 
 /// Item header size.
 pub const ITEM_HEADER_LEN: usize = 60;

@@ -20,7 +20,7 @@ use super::lookup::{
     Label, LookupItem, LAYOUT_VERSION,
 };
 use super::{expect, need, CodecError};
-use crate::bytes::{get_u16, get_u32, put_u16, put_u32};
+use crate::wire::bytes::{get_u16, get_u32, put_u16, put_u32};
 
 /// Item header size.
 pub const ITEM_HEADER_LEN: usize = 28;
@@ -244,7 +244,7 @@ pub type LookupResponse = lookup::LookupResponse<CgroupInfo>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bytes::put_u32;
+    use crate::wire::bytes::put_u32;
 
     #[test]
     fn statuses_print_their_wire_names() {

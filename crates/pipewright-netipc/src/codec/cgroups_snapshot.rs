@@ -18,7 +18,7 @@
 //! ```
 
 use super::{expect, need, nul_terminated, CodecError};
-use crate::bytes::{align8, get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
+use crate::wire::bytes::{align8, get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
 
 /// Layout version of every structure here.
 pub const LAYOUT_VERSION: u16 = 1;

@@ -8,7 +8,7 @@
 //! ```
 
 use super::{expect, need, CodecError};
-use crate::bytes::get_u64;
+use crate::wire::bytes::get_u64;
 
 /// Payload size.
 pub const LEN: usize = 8;

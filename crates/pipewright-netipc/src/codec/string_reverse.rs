@@ -8,7 +8,7 @@
 //! ```
 
 use super::{need, nul_terminated, CodecError};
-use crate::bytes::{get_u32, put_u32};
+use crate::wire::bytes::{get_u32, put_u32};
 
 /// Size of the fixed part.
 pub const HEADER_LEN: usize = 8;

@@ -1,7 +1,7 @@
 //! Platform code: one module per platform, the only place with `unsafe`.
 //!
 //! Each platform provides the same items: `Stream`, `Listener`, `connect_once`, `classify`,
-//! `is_wine`, `wine_version` and `current_user`.
+//! `is_wine`, `wine_version`, `current_user`, `process_cpu_time` and `process_cpu_time_of`.
 
 #[cfg(unix)]
 mod unix;

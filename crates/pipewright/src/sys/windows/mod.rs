@@ -4,7 +4,6 @@ mod connect;
 mod iocp;
 mod linger;
 mod listener;
-pub(crate) mod os;
 mod pipe;
 mod security;
 mod stream;
@@ -87,4 +86,78 @@ pub(crate) fn current_user() -> Result<PeerUser> {
     security::current_user_sid()
         .map(PeerUser::Sid)
         .map_err(crate::Error::from)
+}
+
+/// CPU time (user + kernel) the whole process has used so far, from
+/// `GetProcessTimes`.
+pub(crate) fn process_cpu_time() -> io::Result<std::time::Duration> {
+    use windows_sys::Win32::Foundation::FILETIME;
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: GetCurrentProcess returns a pseudo-handle that needs no
+    // closing; the four pointers are distinct writable FILETIMEs alive for
+    // the call.
+    let ok = unsafe {
+        GetProcessTimes(
+            GetCurrentProcess(),
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // FILETIME counts 100 ns units.
+    let ticks = |t: FILETIME| (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime);
+    Ok(std::time::Duration::from_nanos(
+        (ticks(kernel) + ticks(user)).saturating_mul(100),
+    ))
+}
+
+/// CPU time (user + kernel) process `pid` has used so far, from `OpenProcess`
+/// (query-limited access) and `GetProcessTimes`.
+pub(crate) fn process_cpu_time_of(pid: u32) -> io::Result<std::time::Duration> {
+    use windows_sys::Win32::Foundation::{CloseHandle, FILETIME};
+    use windows_sys::Win32::System::Threading::{
+        GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: OpenProcess takes plain values; a null result is checked below.
+    let process = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    if process.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    if pid != std::process::id() && is_wine() {
+        // SAFETY: `process` is ours, closed exactly once and not used afterwards.
+        unsafe { CloseHandle(process) };
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "Wine reports the calling process's own CPU time for every process handle, so \
+             another process's cannot be read under Wine",
+        ));
+    }
+    // SAFETY: `process` is a live handle we own; the four pointers are distinct writable
+    // FILETIMEs alive for the call.
+    let ok = unsafe { GetProcessTimes(process, &mut created, &mut exited, &mut kernel, &mut user) };
+    let error = io::Error::last_os_error();
+    // SAFETY: `process` is ours, closed exactly once and not used afterwards.
+    unsafe { CloseHandle(process) };
+    if ok == 0 {
+        return Err(error);
+    }
+    // FILETIME counts 100 ns units.
+    let ticks = |t: FILETIME| (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime);
+    Ok(std::time::Duration::from_nanos(
+        (ticks(kernel) + ticks(user)).saturating_mul(100),
+    ))
 }
