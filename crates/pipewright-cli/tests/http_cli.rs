@@ -1,9 +1,11 @@
 //! `pipewright http` and `pipewright forward`, run as the built binary against real servers.
 
+mod cli_support;
+
+use cli_support::{pipewright_run, watchdog};
+
 use std::convert::Infallible;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -16,19 +18,7 @@ use tokio::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_pipewright");
 
 fn unique_name(tag: &str) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "pw-cli-http-{tag}-{}-{}-{:08x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        rand::random::<u32>()
-    )
-}
-
-async fn watchdog<F: std::future::Future>(secs: u64, fut: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(secs), fut)
-        .await
-        .unwrap_or_else(|_| panic!("watchdog: no result within {secs} s"))
+    cli_support::unique_name(&format!("pw-cli-http-{tag}"))
 }
 
 /// `/echo` returns the body, `/json` a JSON document, `/missing` a 404, `/headers` the request
@@ -100,26 +90,6 @@ async fn serve_on_tcp() -> u16 {
     port
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-async fn pipewright(args: &[&str]) -> Run {
-    let out = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run pipewright");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 fn url(name: &str, path: &str) -> String {
     format!("npipe:////./pipe/{name}{path}")
 }
@@ -128,11 +98,11 @@ fn url(name: &str, path: &str) -> String {
 async fn http_gets_posts_and_shows_headers() {
     watchdog(120, async {
         let name = serve_on_pipe();
-        let r = pipewright(&["http", &url(&name, "/items?limit=5")]).await;
+        let r = pipewright_run(&["http", &url(&name, "/items?limit=5")]).await;
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_eq!(r.stdout, "GET /items?limit=5");
 
-        let r = pipewright(&[
+        let r = pipewright_run(&[
             "http",
             "-X",
             "put",
@@ -146,22 +116,22 @@ async fn http_gets_posts_and_shows_headers() {
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_eq!(r.stdout, "PUT [text/x-test] hello");
 
-        let r = pipewright(&["http", "-d", "x", &url(&name, "/echo")]).await;
+        let r = pipewright_run(&["http", "-d", "x", &url(&name, "/echo")]).await;
         assert_eq!(r.stdout, "POST [] x", "-d alone means POST");
 
         let file = std::env::temp_dir().join(format!("{}.body", unique_name("file")));
         std::fs::write(&file, b"from a file").unwrap();
         let at = format!("@{}", file.display());
-        let r = pipewright(&["http", "-d", &at, &url(&name, "/echo")]).await;
+        let r = pipewright_run(&["http", "-d", &at, &url(&name, "/echo")]).await;
         std::fs::remove_file(&file).ok();
         assert_eq!(r.stdout, "POST [] from a file", "{}", r.stderr);
 
-        let r = pipewright(&["http", "-i", &url(&name, "/")]).await;
+        let r = pipewright_run(&["http", "-i", &url(&name, "/")]).await;
         assert!(r.stdout.starts_with("HTTP/1.1 200 OK\n"), "{}", r.stdout);
         assert!(r.stdout.contains("content-length: 5\n"), "{}", r.stdout);
         assert!(r.stdout.ends_with("\n\nGET /"), "{}", r.stdout);
 
-        let r = pipewright(&["http", "--http2", &url(&name, "/h2")]).await;
+        let r = pipewright_run(&["http", "--http2", &url(&name, "/h2")]).await;
         assert_eq!((r.code, r.stdout.as_str()), (0, "GET /h2"), "{}", r.stderr);
     })
     .await;
@@ -171,15 +141,16 @@ async fn http_gets_posts_and_shows_headers() {
 async fn http_json_sets_the_headers_and_pretty_prints() {
     watchdog(120, async {
         let name = serve_on_pipe();
-        let r = pipewright(&["http", "--json", "-d", r#"{"k": 2}"#, &url(&name, "/echo")]).await;
+        let r =
+            pipewright_run(&["http", "--json", "-d", r#"{"k": 2}"#, &url(&name, "/echo")]).await;
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_eq!(r.stdout, r#"POST [application/json] {"k": 2}"#);
-        let r = pipewright(&["http", "--json", &url(&name, "/json")]).await;
+        let r = pipewright_run(&["http", "--json", &url(&name, "/json")]).await;
         assert_eq!(
             r.stdout,
             "{\n  \"a\": 1,\n  \"b\": [\n    true,\n    null\n  ]\n}\n"
         );
-        let r = pipewright(&["http", "--json", "-d", "{not json", &url(&name, "/echo")]).await;
+        let r = pipewright_run(&["http", "--json", "-d", "{not json", &url(&name, "/echo")]).await;
         assert_eq!(r.code, 2);
         assert!(r.stderr.contains("not JSON"), "{}", r.stderr);
     })
@@ -190,18 +161,18 @@ async fn http_json_sets_the_headers_and_pretty_prints() {
 async fn http_exit_codes() {
     watchdog(120, async {
         let name = serve_on_pipe();
-        let r = pipewright(&["http", &url(&name, "/missing")]).await;
+        let r = pipewright_run(&["http", &url(&name, "/missing")]).await;
         assert_eq!((r.code, r.stdout.as_str()), (0, "no such thing\n"));
-        let r = pipewright(&["http", "--fail", &url(&name, "/missing")]).await;
+        let r = pipewright_run(&["http", "--fail", &url(&name, "/missing")]).await;
         assert_eq!(r.code, 1);
         assert!(r.stderr.contains("404"), "{}", r.stderr);
 
         let missing = unique_name("absent");
-        let r = pipewright(&["http", "--connect-timeout", "200ms", &url(&missing, "/")]).await;
+        let r = pipewright_run(&["http", "--connect-timeout", "200ms", &url(&missing, "/")]).await;
         assert_eq!(r.code, 3, "no such pipe: {}", r.stderr);
 
         for bad in ["http://localhost/", "npipe:////./pipes/x", "unix:relative"] {
-            let r = pipewright(&["http", bad]).await;
+            let r = pipewright_run(&["http", bad]).await;
             assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
             assert!(
                 r.stderr.contains("npipe:////./pipe/NAME/path"),
@@ -209,10 +180,10 @@ async fn http_exit_codes() {
                 r.stderr
             );
         }
-        let r = pipewright(&["http", "-H", "no colon", &url(&name, "/")]).await;
+        let r = pipewright_run(&["http", "-H", "no colon", &url(&name, "/")]).await;
         assert_eq!(r.code, 2);
         assert!(r.stderr.contains("'Name: value'"), "{}", r.stderr);
-        let r = pipewright(&["http", "-d", "@/definitely/not/here", &url(&name, "/")]).await;
+        let r = pipewright_run(&["http", "-d", "@/definitely/not/here", &url(&name, "/")]).await;
         assert_eq!(r.code, 2);
         assert!(r.stderr.contains("/definitely/not/here"), "{}", r.stderr);
     })
@@ -237,7 +208,7 @@ async fn start_forward(to: &str, extra: &[&str]) -> Forward {
         .kill_on_drop(true)
         .spawn()
         .expect("start pipewright forward");
-    let r = pipewright(&["probe", "-t", "20s", &name]).await;
+    let r = pipewright_run(&["probe", "-t", "20s", &name]).await;
     assert_eq!(r.code, 0, "the forwarder became ready: {}", r.stderr);
     Forward { child, name }
 }
@@ -259,22 +230,23 @@ async fn forward_proxies_to_tcp_and_logs_each_request() {
             &["--health-path", "/healthz"],
         )
         .await;
-        let r = pipewright(&["http", &url(&fwd.name, "/via/forward?x=1")]).await;
+        let r = pipewright_run(&["http", &url(&fwd.name, "/via/forward?x=1")]).await;
         assert_eq!(
             (r.code, r.stdout.as_str()),
             (0, "GET /via/forward?x=1"),
             "{}",
             r.stderr
         );
-        let r = pipewright(&["http", "-d", "body", &url(&fwd.name, "/echo")]).await;
+        let r = pipewright_run(&["http", "-d", "body", &url(&fwd.name, "/echo")]).await;
         assert_eq!(r.stdout, "POST [] body");
-        let r = pipewright(&["http", &url(&fwd.name, "/headers")]).await;
+        let r = pipewright_run(&["http", &url(&fwd.name, "/headers")]).await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
         assert!(
             r.stdout.contains("x-forwarded-for: _pipe-pid-"),
             "{}",
             r.stdout
         );
-        let r = pipewright(&["http", &url(&fwd.name, "/healthz")]).await;
+        let r = pipewright_run(&["http", &url(&fwd.name, "/healthz")]).await;
         assert_eq!(r.stdout, "ok\n");
         let log = fwd.stop().await;
         assert!(log.contains("GET /via/forward?x=1 200 20B"), "{log}");
@@ -292,7 +264,11 @@ async fn forward_without_forwarding_headers_and_with_the_upstream_down() {
             &["--no-forwarding-headers"],
         )
         .await;
-        let r = pipewright(&["http", &url(&fwd.name, "/headers")]).await;
+        let r = pipewright_run(&["http", &url(&fwd.name, "/headers")]).await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        // The request went through (the upstream listed its headers, Host among them) and
+        // no forwarding header was added.
+        assert!(r.stdout.contains("host: "), "{}", r.stdout);
         assert!(!r.stdout.contains("forwarded"), "{}", r.stdout);
         fwd.stop().await;
 
@@ -301,7 +277,7 @@ async fn forward_without_forwarding_headers_and_with_the_upstream_down() {
             l.local_addr().unwrap().port()
         };
         let fwd = start_forward(&format!("tcp:127.0.0.1:{closed}"), &[]).await;
-        let r = pipewright(&["http", "-i", "--fail", &url(&fwd.name, "/")]).await;
+        let r = pipewright_run(&["http", "-i", "--fail", &url(&fwd.name, "/")]).await;
         assert_eq!(r.code, 1);
         assert!(
             r.stdout.starts_with("HTTP/1.1 502 Bad Gateway"),
@@ -322,13 +298,13 @@ async fn forward_without_forwarding_headers_and_with_the_upstream_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_rejects_malformed_addresses() {
     watchdog(60, async {
-        let r = pipewright(&["forward", "--listen", "npipe:x", "--to", "127.0.0.1:80"]).await;
+        let r = pipewright_run(&["forward", "--listen", "npipe:x", "--to", "127.0.0.1:80"]).await;
         assert_eq!(r.code, 2);
         assert!(r.stderr.contains("tcp:HOST:PORT"), "{}", r.stderr);
-        let r = pipewright(&["forward", "--listen", "x", "--to", "tcp:127.0.0.1:80"]).await;
+        let r = pipewright_run(&["forward", "--listen", "x", "--to", "tcp:127.0.0.1:80"]).await;
         assert_eq!(r.code, 2);
         assert!(r.stderr.contains("npipe:NAME"), "{}", r.stderr);
-        let r = pipewright(&[
+        let r = pipewright_run(&[
             "forward",
             "--listen",
             "npipe:x",

@@ -62,23 +62,13 @@ fn probe_exits_0_for_a_ready_server_and_3_for_a_missing_one() {
     drop(rt);
 }
 
+/// Every instance of the pipe is held: the probe exits 4 (busy) once its timeout is over.
+#[cfg(windows)]
 #[test]
 fn probe_exits_4_while_every_instance_stays_busy() {
     let rt = runtime();
     let name = unique("busy");
-    let _held = rt.block_on(async {
-        let opts = ListenerOptions::new().backlog(1).max_instances(1);
-        let listener = Listener::bind_with(name.as_str(), &opts).unwrap();
-        let client = pipewright::connect(name.as_str()).await.unwrap();
-        let server = listener.accept().await.unwrap();
-        (listener, client, server)
-    });
-    if cfg!(unix) {
-        // A Unix socket has no instance limit: the kernel queue admits the probe.
-        let out = pipewright(&["probe", &name]);
-        assert_eq!(out.status.code(), Some(0));
-        return;
-    }
+    let _held = hold_the_only_instance(&rt, &name);
     let out = pipewright(&["probe", &name, "--timeout", "300ms"]);
     assert_eq!(
         out.status.code(),
@@ -86,6 +76,37 @@ fn probe_exits_4_while_every_instance_stays_busy() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A Unix socket has no instance limit: with the listener's only admitted connection held,
+/// the kernel's queue still admits the probe, which exits 0.
+#[cfg(unix)]
+#[test]
+fn probe_exits_0_on_a_unix_socket_with_its_connection_held() {
+    let rt = runtime();
+    let name = unique("busy");
+    let _held = hold_the_only_instance(&rt, &name);
+    let out = pipewright(&["probe", &name]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A listener with one instance (backlog 1), connected and accepted.
+fn hold_the_only_instance(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+) -> (Listener, pipewright::PipeStream, pipewright::PipeStream) {
+    rt.block_on(async {
+        let opts = ListenerOptions::new().backlog(1).max_instances(1);
+        let listener = Listener::bind_with(name, &opts).unwrap();
+        let client = pipewright::connect(name).await.unwrap();
+        let server = listener.accept().await.unwrap();
+        (listener, client, server)
+    })
 }
 
 #[test]

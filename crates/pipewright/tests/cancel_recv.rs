@@ -143,3 +143,37 @@ fn recv_message_cancelled_by_tiny_timeouts_loses_nothing() {
 fn recv_message_cancelled_by_select_loses_nothing() {
     cancelled_receives_lose_nothing(Canceller::ReadyFuture);
 }
+
+/// The case that once lost a message on Unix: a 1000-byte message of which 300 bytes have
+/// arrived, a `recv_message` cancelled while it waits for the rest, then the other 700
+/// bytes. The next call returns the 1000-byte message whole (it once returned a 700-byte
+/// "message"), and the stream stays in step for the message after it.
+#[cfg(unix)]
+#[test]
+fn recv_message_cancelled_at_300_of_1000_bytes_then_returns_the_whole_message() {
+    use tokio::io::AsyncWriteExt;
+
+    run(async {
+        let name = unique_name("cancel-300");
+        let options = ListenerOptions::new().mode(PipeMode::Message);
+        let listener = Listener::bind_with(&name, &options).unwrap();
+        let path = pipewright::PipeName::parse(&name).unwrap().unix_path();
+        // A plain socket writes the frame (4-byte little-endian length, payload) in pieces.
+        let mut raw = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let mut conn = listener.accept().await.unwrap();
+        let payload: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        raw.write_all(&1000u32.to_le_bytes()).await.unwrap();
+        raw.write_all(&payload[..300]).await.unwrap();
+        for _ in 0..3 {
+            // Each call takes what has arrived and waits for the rest until it is cancelled.
+            let r = tokio::time::timeout(Duration::from_millis(100), conn.recv_message()).await;
+            assert!(r.is_err(), "a 1000-byte message is not there yet: {r:?}");
+        }
+        raw.write_all(&payload[300..]).await.unwrap();
+        raw.write_all(&[2, 0, 0, 0, b'o', b'k']).await.unwrap();
+        let m = conn.recv_message().await.unwrap().expect("the message");
+        assert_eq!(m.len(), 1000, "the message came back cut");
+        assert!(m == payload, "the message came back changed");
+        assert_eq!(conn.recv_message().await.unwrap().unwrap(), b"ok");
+    });
+}

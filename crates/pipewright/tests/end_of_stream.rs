@@ -234,3 +234,48 @@ fn a_foreign_peer_closing_without_the_marker_is_disconnected() {
         assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
     });
 }
+
+/// A server whose peer never reads: it writes until its writes stop being taken (the pipe's
+/// or socket's buffer is full), then drops the stream. The drop does not wait for the peer,
+/// the listener serves the next client at once, and when the peer finally reads it gets every
+/// byte a write reported as written, then the end of stream.
+#[test]
+fn a_server_whose_peer_never_reads_drops_without_waiting_and_loses_nothing() {
+    if role().is_some() {
+        return;
+    }
+    run(async {
+        let name = unique_name("never-reads");
+        let listener = Listener::bind(&name).unwrap();
+        let mut idle = connect_with(&name, &ConnectOptions::new()).await.unwrap();
+        let mut server = listener.accept().await.unwrap();
+        let block = common::pattern(64 * 1024, 9);
+        let mut sent = Vec::new();
+        // Writes are taken until the buffers are full; then a write waits: end there.
+        while let Ok(r) =
+            tokio::time::timeout(std::time::Duration::from_millis(500), server.write(&block)).await
+        {
+            let n = r.unwrap();
+            sent.extend_from_slice(&block[..n]);
+            assert!(
+                sent.len() < 512 * 1024 * 1024,
+                "writes never stopped being taken"
+            );
+        }
+        assert!(!sent.is_empty());
+        drop(server);
+
+        // The listener is not held up by the connection left behind.
+        let mut next = connect_with(&name, &ConnectOptions::new()).await.unwrap();
+        let mut s2 = listener.accept().await.unwrap();
+        s2.write_all(b"next").await.unwrap();
+        let mut b = [0u8; 4];
+        next.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"next");
+
+        let mut got = Vec::new();
+        idle.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), sent.len(), "bytes reported written were lost");
+        assert!(got == sent, "the bytes arrived changed");
+    });
+}

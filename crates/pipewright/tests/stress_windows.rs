@@ -92,6 +92,46 @@ fn drop_after_write_all_delivers_every_byte_to_a_slow_reader() {
     });
 }
 
+/// Write then drop, as README's first example does, with the reader starting only after the
+/// drop (so the writes are still in flight when the stream is dropped): 5 bytes, 256 KiB
+/// (once 0 bytes and a clean end) and 1 MiB (once 32 KiB) all arrive, then the end; from the
+/// server's end and from the client's.
+#[test]
+fn write_then_drop_delivers_everything_to_a_reader_that_starts_after_the_drop() {
+    if role().is_some() {
+        return;
+    }
+    run(async {
+        for len in [5, 256 * 1024, 1024 * 1024] {
+            for server_writes in [true, false] {
+                let name = unique_name("writedrop");
+                let listener = Listener::bind(&name).unwrap();
+                let client = connect_with(name.as_str(), &ConnectOptions::new())
+                    .await
+                    .unwrap();
+                let server = listener.accept().await.unwrap();
+                let data = pattern(len, 5);
+                let (mut writer, mut reader) = if server_writes {
+                    (server, client)
+                } else {
+                    (client, server)
+                };
+                writer.write_all(&data).await.unwrap();
+                drop(writer);
+                let mut got = Vec::new();
+                reader.read_to_end(&mut got).await.unwrap();
+                let who = if server_writes { "server" } else { "client" };
+                assert_eq!(
+                    got.len(),
+                    len,
+                    "{len} bytes written by the {who}, then dropped"
+                );
+                assert!(got == data, "{len} bytes from the {who} arrived changed");
+            }
+        }
+    });
+}
+
 #[test]
 fn drop_in_message_mode_delivers_every_message_then_the_end() {
     if role().is_some() {

@@ -37,17 +37,25 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pipewright"))
 }
 
-/// The binary copied under the name npiperelay(.exe), in a directory of its own.
+/// The binary under the name npiperelay(.exe), in a directory of its own: one per test
+/// process, a hard link where the file system allows it (the binary is ~100 MB with debug
+/// information, and the directory outlives the test run).
 pub fn npiperelay() -> PathBuf {
-    let dir = std::env::temp_dir().join(unique("npiperelay-bin"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(if cfg!(windows) {
-        "npiperelay.exe"
-    } else {
-        "npiperelay"
-    });
-    std::fs::copy(binary(), &path).unwrap();
-    path
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(unique("npiperelay-bin"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(if cfg!(windows) {
+            "npiperelay.exe"
+        } else {
+            "npiperelay"
+        });
+        if std::fs::hard_link(binary(), &path).is_err() {
+            std::fs::copy(binary(), &path).unwrap();
+        }
+        path
+    })
+    .clone()
 }
 
 /// `pipewright relay ARGS...` with piped stdio.
@@ -201,4 +209,68 @@ pub fn skip_under_wine(reason: &str) -> bool {
         return true;
     }
     false
+}
+
+/// Starts the built binary with `args`, logging at debug level (`PIPEWRIGHT_LOG=debug`), so
+/// that each failed connect attempt that will be retried prints a line containing
+/// `retrying` on stderr (see [`StderrWatch`]).
+pub fn logged(args: &[&str]) -> Child {
+    let mut cmd = Command::new(binary());
+    cmd.args(args).env("PIPEWRIGHT_LOG", "debug");
+    piped(cmd)
+}
+
+/// Reads a child's stderr as it comes, so a test can wait for a line without waiting for
+/// the child to end.
+pub struct StderrWatch {
+    lines: mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl StderrWatch {
+    /// Takes `child`'s stderr (so [`finish`] then reports it empty: use [`Self::rest`]).
+    pub fn new(child: &mut Child) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            lines,
+            seen: Vec::new(),
+            reader,
+        }
+    }
+
+    /// Waits for a line that contains `needle`; panics (with what was printed) if stderr
+    /// ends first.
+    pub async fn wait_for(&mut self, needle: &str) {
+        while let Some(line) = self.lines.recv().await {
+            let found = line.contains(needle);
+            self.seen.push(line);
+            if found {
+                return;
+            }
+        }
+        panic!(
+            "stderr ended without a line containing {needle:?}:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    /// Everything printed on stderr, once the child has ended.
+    pub async fn rest(mut self) -> String {
+        watchdog(self.reader).await.expect("stderr reader");
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
 }
