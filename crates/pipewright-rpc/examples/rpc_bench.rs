@@ -2,6 +2,14 @@
 //! the same frames over the same kind of pipe, measured in the same run.
 //!
 //! `cargo run --release -p pipewright-rpc --example rpc_bench -- [SECONDS_PER_CASE] [ROUNDS]`
+//!
+//! Beside the raw ping-pong through pipewright streams, each round also runs the raw
+//! *blocking* floor: `pipewright bench pingpong --case raw-byte` (synchronous
+//! `ReadFile`/`WriteFile` on Windows, blocking `read`/`write` on a Unix socket; one thread per
+//! side, no runtime) with the request frame's size, as a child process, so its one
+//! implementation stays in the CLI's baseline. The `pipewright` binary comes from
+//! `$PIPEWRIGHT_BIN` or next to this example (build `pipewright-cli` in the same profile);
+//! without it the row is left out.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +41,46 @@ fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
     }
 }
 
+/// The `pipewright` binary: `$PIPEWRIGHT_BIN`, else next to this example's directory.
+fn pipewright_bin() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("PIPEWRIGHT_BIN") {
+        return Some(p.into());
+    }
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe
+        .parent()?
+        .parent()?
+        .join(format!("pipewright{}", std::env::consts::EXE_SUFFIX));
+    bin.is_file().then_some(bin)
+}
+
+/// The raw blocking ping-pong of `size`-byte messages for `run_for`, run by the `pipewright`
+/// binary; `None` when there is none.
+fn raw_blocking(bin: &std::path::Path, size: usize, run_for: Duration) -> Figures {
+    let out = std::process::Command::new(bin)
+        .args([
+            "bench", "pingpong", "--rounds", "1", "--case", "raw-byte", "--json",
+        ])
+        .args(["--size", &size.to_string()])
+        .args(["--time", &format!("{}ms", run_for.as_millis())])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+    assert!(
+        out.status.success(),
+        "{} bench pingpong: {}",
+        bin.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("pingpong JSON");
+    let row = &v["rows"][0];
+    let num = |k: &str| row[k].as_f64().unwrap_or_else(|| panic!("{k} in {row}"));
+    Figures {
+        calls_per_sec: num("round_trips_per_s"),
+        p50_us: num("p50_us"),
+        p99_us: num("p99_us"),
+    }
+}
+
 fn frame(body: &str) -> Vec<u8> {
     let mut f = (body.len() as u32).to_le_bytes().to_vec();
     f.extend_from_slice(body.as_bytes());
@@ -46,7 +94,7 @@ async fn raw_ping_pong(name: &str, run_for: Duration) -> Figures {
         r#"{{"method":"Echo","params":{{"payload":"{PAYLOAD}"}},"id":1000}}"#
     ));
     let answer = frame(&format!(
-        r#"{{"status":"Ok","params":{{"Text":"{PAYLOAD}"}},"id":1000}}"#
+        r#"{{"status":"Ok","params":{{"Json":"{PAYLOAD}"}},"id":1000}}"#
     ));
     let listener = Listener::bind(name).expect("bind raw");
     let server_answer = answer.clone();
@@ -93,14 +141,14 @@ async fn rpc_echo(client: &Client, callers: usize, run_for: Duration) -> Figures
             let client = client.clone();
             tokio::spawn(async move {
                 let request = demo::Request::Echo {
-                    payload: PAYLOAD.to_owned(),
+                    payload: PAYLOAD.into(),
                 };
                 let mut latencies = Vec::new();
                 while started.elapsed() < run_for {
                     let t = Instant::now();
                     let answer: demo::Response = client.request(&request).await.expect("echo call");
                     latencies.push(t.elapsed());
-                    assert!(matches!(&answer, demo::Response::Text(t) if t == PAYLOAD));
+                    assert!(matches!(&answer, demo::Response::Json(t) if t == PAYLOAD));
                 }
                 latencies
             })
@@ -139,8 +187,29 @@ async fn main() {
         .expect("connect rpc");
     rpc_echo(&client, 1, Duration::from_millis(200)).await; // warm up
 
+    let bin = pipewright_bin();
+    if bin.is_none() {
+        println!(
+            "raw blocking row left out: no pipewright binary next to this example (build \
+             pipewright-cli in the same profile, or set PIPEWRIGHT_BIN)"
+        );
+    }
+    // The request frame's size: the blocking floor echoes messages of that size.
+    let request_len = frame(&format!(
+        r#"{{"method":"Echo","params":{{"payload":"{PAYLOAD}"}},"id":1000}}"#
+    ))
+    .len();
     let (mut raw, mut one, mut many) = (Vec::new(), Vec::new(), Vec::new());
+    let mut blocking = Vec::new();
     for round in 0..rounds {
+        if let Some(bin) = &bin {
+            let b = raw_blocking(bin, request_len, run_for);
+            println!(
+                "round {round}: raw blocking {:.0}/s (p50 {:.1} us, p99 {:.1} us)",
+                b.calls_per_sec, b.p50_us, b.p99_us
+            );
+            blocking.push(b);
+        }
         let r = raw_ping_pong(&format!("{base}-raw{round}"), run_for).await;
         let o = rpc_echo(&client, 1, run_for).await;
         let m = rpc_echo(&client, CALLERS, run_for).await;
@@ -153,13 +222,18 @@ async fn main() {
         many.push(m);
     }
     let med = |v: &[Figures], f: fn(&Figures) -> f64| median(v.iter().map(f).collect());
+    let blocking_label = format!("raw blocking ping-pong, {request_len} B");
     let rows = [
+        (blocking_label.as_str(), &blocking),
         ("raw ping-pong", &raw),
         ("rpc, 1 caller", &one),
         ("rpc, 16 callers", &many),
     ];
     println!("\n| case | calls/s | p50 us | p99 us |\n|---|---|---|---|");
     for (label, v) in rows {
+        if v.is_empty() {
+            continue;
+        }
         println!(
             "| {label} | {:.0} | {:.1} | {:.1} |",
             med(v, |f| f.calls_per_sec),
@@ -186,6 +260,22 @@ async fn main() {
             .collect(),
     );
     println!("\nrpc 1 caller / raw: {ratio_one:.2} (target >= 0.8)");
+    if !blocking.is_empty() {
+        let per_round = |v: &[Figures]| {
+            median(
+                blocking
+                    .iter()
+                    .zip(v)
+                    .map(|(b, o)| o.calls_per_sec / b.calls_per_sec)
+                    .collect(),
+            )
+        };
+        println!(
+            "raw ping-pong / raw blocking: {:.2}; rpc 1 caller / raw blocking: {:.2} (target >= 0.9)",
+            per_round(&raw),
+            per_round(&one)
+        );
+    }
     println!("rpc {CALLERS} callers / raw: {ratio_many:.2}");
     println!("rpc {CALLERS} callers / rpc 1 caller: {many_over_one:.2} (target > 1)");
 }

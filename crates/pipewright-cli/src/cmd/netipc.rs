@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{args, exit};
 
+mod bench;
 mod lookup;
 
 /// netipc, the local IPC protocol of Netdata's plugins (UDS SEQPACKET on Linux, named
@@ -42,6 +43,12 @@ pub enum NetipcCommand {
     /// Exit codes: 0 ok, 2 bad arguments, 3 no server, 6 timed out, 7 handshake rejected,
     /// status response, protocol error or echo mismatch (the status is named), 1 other.
     Call(CallArgs),
+    /// INCREMENT ping-pong against any netipc server for a duration; prints one CSV line
+    /// (`--header`: the header line first).
+    ///
+    /// Exit codes: 0 ok, 2 bad arguments, 3 no server, 6 timed out, 7 handshake rejected,
+    /// a wrong or status answer, or a dropped session (named on stderr), 1 other.
+    Bench(bench::BenchArgs),
 }
 
 /// The method an endpoint serves.
@@ -159,6 +166,7 @@ pub async fn run(a: NetipcArgs, verbose: u8) -> u8 {
     match a.command {
         NetipcCommand::Serve(a) => serve(a).await,
         NetipcCommand::Call(a) => call(a, verbose > 0).await,
+        NetipcCommand::Bench(a) => bench::run(a, verbose > 0).await,
     }
 }
 

@@ -17,16 +17,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
-    GetLastError, ERROR_BROKEN_PIPE, ERROR_IO_PENDING, ERROR_PIPE_CONNECTED, GENERIC_READ,
-    GENERIC_WRITE, HANDLE, INVALID_HANDLE_VALUE,
+    GetLastError, ERROR_BROKEN_PIPE, ERROR_IO_PENDING, ERROR_MORE_DATA, ERROR_NO_DATA,
+    ERROR_PIPE_CONNECTED, ERROR_PIPE_NOT_CONNECTED, GENERIC_READ, GENERIC_WRITE, HANDLE,
+    INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, ReadFile, WriteFile, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED,
     OPEN_EXISTING, PIPE_ACCESS_DUPLEX, SECURITY_ANONYMOUS, SECURITY_SQOS_PRESENT,
 };
 use windows_sys::Win32::System::Pipes::{
-    ConnectNamedPipe, CreateNamedPipeW, DisconnectNamedPipe, PIPE_READMODE_BYTE,
-    PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_WAIT,
+    ConnectNamedPipe, CreateNamedPipeW, DisconnectNamedPipe, SetNamedPipeHandleState,
+    PIPE_READMODE_BYTE, PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE,
+    PIPE_TYPE_MESSAGE, PIPE_WAIT,
 };
 use windows_sys::Win32::System::Threading::CreateEventW;
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
@@ -335,12 +337,193 @@ fn pump(
     }
 }
 
+/// Small-message ping-pong over a fresh pipe at `path` (a message pipe when `message`), with
+/// synchronous `ReadFile`/`WriteFile` on non-overlapped handles, one thread per side, no
+/// runtime: the client writes `size` bytes, the server reads them whole and writes them back,
+/// the client reads them whole and checks them, for `run_for`.
+///
+/// The server handle outlives the scope both sides run in; the client's is closed by the
+/// client when it is done or fails (the server's blocked read then ends with
+/// `ERROR_BROKEN_PIPE`), and a failing server disconnects its end (the client's blocked read
+/// then fails), so neither side waits forever.
+pub fn raw_ping_pong(
+    path: &str,
+    size: usize,
+    message: bool,
+    run_for: Duration,
+) -> io::Result<crate::cmd::bench::RoundTrips> {
+    let path_w: Vec<u16> = path.encode_utf16().chain(std::iter::once(0)).collect();
+    let kind = if message {
+        PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE
+    } else {
+        PIPE_TYPE_BYTE | PIPE_READMODE_BYTE
+    };
+    // SAFETY: `path_w` is NUL-terminated UTF-16; default security.
+    let server = owned(unsafe {
+        CreateNamedPipeW(
+            path_w.as_ptr(),
+            PIPE_ACCESS_DUPLEX | FILE_FLAG_FIRST_PIPE_INSTANCE,
+            kind | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+            1,
+            64 * 1024,
+            64 * 1024,
+            0,
+            std::ptr::null(),
+        )
+    })?;
+    // SAFETY: `path_w` is NUL-terminated UTF-16; no security attributes or template.
+    let client = owned(unsafe {
+        CreateFileW(
+            path_w.as_ptr(),
+            GENERIC_READ | GENERIC_WRITE,
+            0,
+            std::ptr::null(),
+            OPEN_EXISTING,
+            SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS,
+            std::ptr::null_mut(),
+        )
+    })?;
+    if message {
+        let mode = PIPE_READMODE_MESSAGE;
+        // SAFETY: an open client handle and a valid pointer to the mode; the other two
+        // settings are left as they are.
+        let ok = unsafe {
+            SetNamedPipeHandleState(raw(&client), &mode, std::ptr::null(), std::ptr::null())
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // The client has opened the pipe: this returns at once (ERROR_PIPE_CONNECTED).
+    // SAFETY: a synchronous server handle, no OVERLAPPED.
+    if unsafe { ConnectNamedPipe(raw(&server), std::ptr::null_mut()) } == 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(ERROR_PIPE_CONNECTED as i32) {
+            return Err(err);
+        }
+    }
+    std::thread::scope(|s| {
+        let server = &server;
+        let echo = s.spawn(move || -> io::Result<u64> {
+            let h = raw(server);
+            let mut buf = vec![0u8; size];
+            let mut echoed = 0u64;
+            let result = loop {
+                match read_whole(h, &mut buf, message) {
+                    Ok(false) => break Ok(echoed),
+                    Ok(true) => {}
+                    Err(e) => break Err(e),
+                }
+                if let Err(e) = write_whole(h, &buf) {
+                    break Err(e);
+                }
+                echoed += 1;
+            };
+            if result.is_err() {
+                // Fail the client's blocked read instead of leaving it waiting.
+                // SAFETY: `server` is open for the whole scope.
+                unsafe { DisconnectNamedPipe(h) };
+            }
+            result
+        });
+        let h = raw(&client);
+        let driven = crate::cmd::bench::drive(size, run_for, |msg, reply| {
+            write_whole(h, msg)?;
+            if !read_whole(h, reply, message)? {
+                return Err(io::Error::from_raw_os_error(ERROR_BROKEN_PIPE as i32));
+            }
+            Ok(())
+        });
+        // Closing the client ends the echo thread's read (on success and failure alike).
+        drop(client);
+        crate::cmd::bench::with_echoed(driven, echo)
+    })
+}
+
+/// Fills `buf` with synchronous reads (one read of a whole message on a message pipe);
+/// `Ok(false)` when the peer closed before the first byte.
+fn read_whole(h: HANDLE, buf: &mut [u8], message: bool) -> io::Result<bool> {
+    let mut got = 0usize;
+    while got < buf.len() {
+        let mut n = 0u32;
+        // SAFETY: a synchronous handle; the buffer is valid for the length given.
+        let ok = unsafe {
+            ReadFile(
+                h,
+                buf[got..].as_mut_ptr(),
+                (buf.len() - got) as u32,
+                &mut n,
+                std::ptr::null_mut(),
+            )
+        };
+        if ok == 0 {
+            let err = io::Error::last_os_error();
+            return match err.raw_os_error().map(|c| c as u32) {
+                Some(ERROR_BROKEN_PIPE | ERROR_PIPE_NOT_CONNECTED | ERROR_NO_DATA) if got == 0 => {
+                    Ok(false)
+                }
+                Some(ERROR_MORE_DATA) => Err(io::Error::other(format!(
+                    "a message longer than the {} bytes expected",
+                    buf.len()
+                ))),
+                _ => Err(err),
+            };
+        }
+        if n == 0 && !message {
+            return Ok(false);
+        }
+        got += n as usize;
+        if message && got != buf.len() {
+            return Err(io::Error::other(format!(
+                "a {got}-byte message where {} bytes were expected",
+                buf.len()
+            )));
+        }
+    }
+    Ok(true)
+}
+
+/// Writes all of `buf` with synchronous writes (one write on a message pipe).
+fn write_whole(h: HANDLE, buf: &[u8]) -> io::Result<()> {
+    let mut sent = 0usize;
+    while sent < buf.len() {
+        let mut n = 0u32;
+        // SAFETY: a synchronous handle; the buffer is valid for the length given.
+        let ok = unsafe {
+            WriteFile(
+                h,
+                buf[sent..].as_ptr(),
+                (buf.len() - sent) as u32,
+                &mut n,
+                std::ptr::null_mut(),
+            )
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        sent += n as usize;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn name(tag: &str) -> String {
         format!(r"\\.\pipe\pw-cli-baseline-{tag}-{}", std::process::id())
+    }
+
+    /// Both pipe kinds: every request the client timed was answered, by the server's count.
+    #[test]
+    fn a_blocking_ping_pong_answers_every_request_on_byte_and_message_pipes() {
+        for (tag, message, size) in [("pp-byte", false, 1000), ("pp-msg", true, 40)] {
+            let t = raw_ping_pong(&name(tag), size, message, Duration::from_millis(50)).unwrap();
+            let measured = t.latencies.len() as u64;
+            assert!(measured > 0, "{tag}");
+            assert_eq!(t.echoed, measured + t.warm_up, "{tag}");
+            assert_eq!(t.bytes, measured * size as u64, "{tag}");
+        }
     }
 
     #[test]
