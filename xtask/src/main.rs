@@ -10,6 +10,9 @@
 //! - `soak [SECONDS]`: the soak run (`crates/pipewright-soak`, default 60 s) on Linux and
 //!   under Wine: many clients with hostile behaviours against every server at once, checked
 //!   with checksums, connect-failure counts and the server process's handles at start and end.
+//! - `man [DIR]`: the man pages of `pipewright` into `DIR` (default `target/man`).
+//! - `publish-check [--no-verify]`: `cargo publish --workspace --dry-run`, which `test` runs
+//!   after the Linux tests (see `publish.rs`).
 //!
 //! Options of `test`: `--linux-only`, `--windows-only`, `--no-fuzz` (the fuzz targets run
 //! `PIPEWRIGHT_FUZZ_SECONDS`, default 5, seconds each with the Linux tests). `test` ends each
@@ -19,6 +22,8 @@
 //! the soak binary.
 
 mod libtest;
+mod man;
+mod publish;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -33,15 +38,25 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// On CI (`CI` set) a build happens once: no incremental caches, which would double the
+/// target directory's size for nothing (a user's own `CARGO_INCREMENTAL` wins).
+fn ci_build_settings(c: &mut Command) {
+    if std::env::var_os("CI").is_some() && std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        c.env("CARGO_INCREMENTAL", "0");
+    }
+}
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
+    ci_build_settings(&mut c);
     c
 }
 
 fn cargo_win() -> Command {
     let mut c = Command::new(root().join("scripts/cargo-win"));
     c.current_dir(root());
+    ci_build_settings(&mut c);
     c
 }
 
@@ -124,6 +139,8 @@ fn test(args: &[String]) -> Result<(), String> {
             failures.push("linux tests failed".into());
         }
         linux_counts = Some(counts);
+        // After the tests, whose compiled dependencies the packaged crates' builds reuse.
+        publish::dry_run(true).unwrap_or_else(|e| failures.push(e));
     }
     if linux && !args.iter().any(|a| a == "--no-fuzz") {
         fuzz(FUZZ_SECONDS).unwrap_or_else(|e| failures.push(e));
@@ -221,10 +238,12 @@ fn test(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// When every failed Windows test binary failed because of Wine itself (its process lost the
-/// wineserver, or Wine could not create a child process), runs each of them once more and
-/// counts that run instead; returns whether all of those runs passed. Each rerun is listed in
-/// the summary.
+/// When every failed Windows test binary failed because of Wine itself (see `libtest` for the
+/// rule: a process that lost the wineserver before printing its result, or failed tests that
+/// all show Wine's `ERROR_INTERNAL_ERROR` when creating a process), runs each of those exact
+/// executables once more under Wine, as cargo ran it (the package's directory as working
+/// directory, `--show-output`), and counts that run instead; returns whether all of those runs
+/// passed. Each rerun is listed in the summary.
 fn rerun_lost_to_wine(counts: &mut Counts, reruns: &mut Vec<String>) -> Result<bool, String> {
     let lost = std::mem::take(&mut counts.lost_to_wine);
     if lost.is_empty() || lost.len() != counts.failed_binaries.len() {
@@ -235,25 +254,68 @@ fn rerun_lost_to_wine(counts: &mut Counts, reruns: &mut Vec<String>) -> Result<b
     let mut all_ok = true;
     for binary in lost {
         counts.forget(&binary);
-        let args = binary.args;
-        let mut c = cargo_win();
-        c.arg("test").args(args.split_whitespace());
-        c.args(["--", "--show-output"]);
-        let what = format!("windows: rerun of `{args}`, which Wine itself failed");
-        let (again, ok) = libtest::run_counted(c, &what)?;
+        let package = binary.package().unwrap_or_default();
+        let dir = package_dir(package).ok_or_else(|| {
+            format!(
+                "rerun of {}: no package {package:?} in this workspace",
+                binary.exe
+            )
+        })?;
+        let mut c = wine();
+        c.arg(root().join(&binary.exe))
+            .arg("--show-output")
+            .current_dir(&dir)
+            .env("CARGO_MANIFEST_DIR", &dir)
+            .env("CARGO_PKG_NAME", package)
+            .stdin(Stdio::null());
+        let what = format!(
+            "windows: rerun of {} (`{}`), which Wine itself failed: {}",
+            binary.exe, binary.args, binary.why
+        );
+        let (again, ok) = libtest::run_binary(c, &what, &binary.exe)?;
         counts.add(&again);
         for reason in again.skip_reasons {
             if !counts.skip_reasons.contains(&reason) {
                 counts.skip_reasons.push(reason);
             }
         }
-        all_ok &= ok && again.failed == 0;
+        all_ok &= ok && again.failed == 0 && again.binaries == 1;
         let outcome = if ok { "passed" } else { "failed" };
         reruns.push(format!(
-            "rerun once, {outcome}: `{args}` (Wine itself failed it; docs/wine.md)"
+            "rerun once, {outcome}: {} (`{}`; {}; docs/wine.md)",
+            binary.exe, binary.args, binary.why
         ));
     }
     Ok(all_ok)
+}
+
+/// The directory of workspace package `name` (`crates/*` or `xtask`): the one whose
+/// `[package]` section names it.
+fn package_dir(name: &str) -> Option<PathBuf> {
+    let crates = std::fs::read_dir(root().join("crates")).ok()?;
+    let mut dirs: Vec<PathBuf> = crates.filter_map(|e| Some(e.ok()?.path())).collect();
+    dirs.push(root().join("xtask"));
+    dirs.into_iter().find(|d| {
+        std::fs::read_to_string(d.join("Cargo.toml"))
+            .is_ok_and(|m| manifest_package_name(&m).is_some_and(|n| n == name))
+    })
+}
+
+/// The `name` of a manifest's `[package]` section.
+fn manifest_package_name(manifest: &str) -> Option<&str> {
+    let mut in_package = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package {
+            if let Some((key, value)) = line.split_once('=') {
+                if key.trim() == "name" {
+                    return Some(value.trim().trim_matches('"'));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Seconds of each soak run (Linux, Wine) at the end of `test`.
@@ -402,22 +464,24 @@ fn soak(args: &[String]) -> Result<(), String> {
 /// Seconds each fuzz target runs in `test` (override with `PIPEWRIGHT_FUZZ_SECONDS`).
 const FUZZ_SECONDS: u64 = 5;
 
-/// Runs every crate's fuzz targets (`crates/*/fuzz/run.sh`) for a bounded time each,
-/// installing cargo-fuzz first when it is missing.
+/// Runs every fuzz crate's targets (`crates/*/fuzz`, each a cargo-fuzz crate) for a bounded
+/// time each through the one shared runner, `scripts/fuzz.sh run DIR SECONDS` (which fails
+/// when a crate lists no target), installing cargo-fuzz first when it is missing. Fails when
+/// there is no fuzz crate at all.
 fn fuzz(default_secs: u64) -> Result<(), String> {
     let secs = std::env::var("PIPEWRIGHT_FUZZ_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default_secs);
-    let mut scripts: Vec<PathBuf> = std::fs::read_dir(root().join("crates"))
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("crates"))
         .map_err(|e| format!("read crates/: {e}"))?
         .filter_map(|e| e.ok())
-        .map(|e| e.path().join("fuzz/run.sh"))
-        .filter(|p| p.exists())
+        .map(|e| e.path().join("fuzz"))
+        .filter(|d| d.join("Cargo.toml").exists())
         .collect();
-    scripts.sort();
-    if scripts.is_empty() {
-        return Ok(());
+    dirs.sort();
+    if dirs.is_empty() {
+        return Err("fuzz: no fuzz crate (crates/*/fuzz/Cargo.toml) found".into());
     }
     let have = cargo()
         .args(["fuzz", "--version"])
@@ -430,13 +494,13 @@ fn fuzz(default_secs: u64) -> Result<(), String> {
         c.args(["install", "cargo-fuzz", "--locked"]);
         status(c, "install cargo-fuzz")?;
     }
-    for script in scripts {
+    for dir in dirs {
         let mut c = Command::new("bash");
-        c.arg(&script).arg(secs.to_string());
-        status(
-            c,
-            &format!("fuzz {} ({secs} s per target)", script.display()),
-        )?;
+        c.arg(root().join("scripts/fuzz.sh"))
+            .arg("run")
+            .arg(&dir)
+            .arg(secs.to_string());
+        status(c, &format!("fuzz {} ({secs} s per target)", dir.display()))?;
     }
     Ok(())
 }
@@ -517,7 +581,16 @@ fn bench() -> Result<(), String> {
         &["bench", "stream", "--rounds", "5", "--size", "1GiB"],
         "bench stream (linux)",
     )?;
+    run_cli(
+        &["bench", "pingpong", "--rounds", "5", "--time", "1s"],
+        "bench pingpong (linux)",
+    )?;
     let exe = build_windows_cli()?;
+    let mut c = wine();
+    c.arg(&exe)
+        .args(["bench", "pingpong", "--rounds", "5", "--time", "1s"])
+        .stdin(Stdio::null());
+    status(c, "bench pingpong (windows, under Wine)")?;
     for chunk in ["1MiB", "64KiB"] {
         let mut c = wine();
         c.arg(&exe)
@@ -536,7 +609,9 @@ fn bench() -> Result<(), String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        eprintln!("usage: cargo xtask <demo|test|setup|lint|bench|soak> [options]");
+        eprintln!(
+            "usage: cargo xtask <demo|test|setup|lint|bench|soak|man|publish-check> [options]"
+        );
         return ExitCode::from(2);
     };
     let rest = &args[1..];
@@ -547,8 +622,10 @@ fn main() -> ExitCode {
         "lint" => lint(),
         "bench" => bench(),
         "soak" => soak(rest),
+        "man" => man::run(rest),
+        "publish-check" => publish::run(rest),
         other => Err(format!(
-            "unknown task {other:?}; tasks: demo, test, setup, lint, bench, soak"
+            "unknown task {other:?}; tasks: demo, test, setup, lint, bench, soak, man, publish-check"
         )),
     };
     match result {
@@ -562,7 +639,23 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_soak_line;
+    use super::{manifest_package_name, package_dir, parse_soak_line, root};
+
+    #[test]
+    fn finds_a_package_by_its_package_name_not_a_target_name() {
+        let m = "[package]\nname = \"pipewright-cli\"\n\n[[bin]]\nname = \"pipewright\"\n";
+        assert_eq!(manifest_package_name(m), Some("pipewright-cli"));
+        assert_eq!(
+            package_dir("pipewright"),
+            Some(root().join("crates/pipewright"))
+        );
+        assert_eq!(
+            package_dir("pipewright-cli"),
+            Some(root().join("crates/pipewright-cli"))
+        );
+        assert_eq!(package_dir("xtask"), Some(root().join("xtask")));
+        assert_eq!(package_dir("no-such-package"), None);
+    }
 
     #[test]
     fn reads_the_soak_summary_line() {

@@ -35,9 +35,26 @@ pub fn for_kind(kind: ErrorKind) -> u8 {
     }
 }
 
-/// The exit code for any error: a [`pipewright::Error`] anywhere in the chain decides it.
+/// The exit code for an HTTP failure: the transport's kind when it names one (no such pipe,
+/// busy, access denied, timed out, the peer went away), else 7 when the peer broke the
+/// connection or the protocol (hyper's parse errors, an HTTP/1 server answering HTTP/2's
+/// preface, a response cut short), else 1.
+pub fn for_http(err: &pipewright_http::Error) -> u8 {
+    let code = err.transport_kind().map(for_kind).unwrap_or(FAILURE);
+    if code == FAILURE && err.is_peer_error() {
+        PEER_ERROR
+    } else {
+        code
+    }
+}
+
+/// The exit code for any error: the first [`pipewright_http::Error`] or
+/// [`pipewright::Error`] in the chain decides it.
 pub fn for_error(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<pipewright_http::Error>() {
+            return for_http(e);
+        }
         if let Some(e) = cause.downcast_ref::<pipewright::Error>() {
             return for_kind(e.kind());
         }

@@ -58,6 +58,30 @@ impl fmt::Display for Failure {
     }
 }
 
+/// An error and its causes for stderr, joined by `: `, each cause once. Messages in this
+/// workspace are complete (a transport error holds its OS error, an HTTP error its
+/// transport error), so a cause whose text an earlier message already holds is skipped,
+/// with every cause between.
+///
+/// ```ignore
+/// eprintln!("pipewright http: {}", failure::report(err.as_ref()));
+/// ```
+pub fn report(err: &(dyn std::error::Error + 'static)) -> String {
+    let errors: Vec<String> = std::iter::successors(Some(err), |e| e.source())
+        .map(|e| e.to_string())
+        .collect();
+    let mut parts: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while i < errors.len() {
+        parts.push(&errors[i]);
+        let told = (i + 1..errors.len())
+            .rev()
+            .find(|&j| errors[i].contains(errors[j].as_str()));
+        i = told.unwrap_or(i) + 1;
+    }
+    parts.join(": ")
+}
+
 fn pipe_error(err: &io::Error) -> Option<&pipewright::Error> {
     err.get_ref()
         .and_then(|inner| inner.downcast_ref::<pipewright::Error>())
@@ -108,6 +132,21 @@ mod tests {
         let wrapped: io::Error =
             pipewright::Error::new(pipewright::ErrorKind::Disconnected, "closed").into();
         assert_eq!(transfer_code(&wrapped), exit::PEER_ERROR);
+    }
+
+    #[test]
+    fn report_says_each_cause_once() {
+        let os = io::Error::new(io::ErrorKind::NotFound, "gone (os error 2)");
+        let pipe = pipewright::Error::new(pipewright::ErrorKind::NotFound, "connect: nobody")
+            .with_pipe("p")
+            .with_source(os);
+        let err = anyhow::Error::new(pipe).context("request failed");
+        assert_eq!(
+            report(err.as_ref()),
+            "request failed: p: connect: nobody (gone (os error 2))"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(report(plain.as_ref()), "outer: inner");
     }
 
     #[test]

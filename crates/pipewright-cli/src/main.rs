@@ -48,6 +48,11 @@ enum Command {
     Rpc(cmd::rpc::RpcArgs),
     /// netipc (Netdata IPC) test server and client: serve, call.
     Netipc(cmd::netipc::NetipcArgs),
+    /// Print a completion script for bash, zsh, fish, powershell or elvish.
+    Completions(cmd::completions::CompletionsArgs),
+    /// Write the man pages (`cargo xtask man [DIR]` runs it).
+    #[command(hide = true)]
+    Man(cmd::completions::ManArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -103,6 +108,8 @@ fn main() -> ExitCode {
             Command::Http(a) => cmd::http::run(a).await,
             Command::Rpc(a) => cmd::rpc::run(a).await,
             Command::Netipc(a) => cmd::netipc::run(a, cli.verbose).await,
+            Command::Completions(a) => cmd::completions::run(a).await,
+            Command::Man(a) => cmd::completions::run_man(a).await,
         }
     });
     ExitCode::from(code)

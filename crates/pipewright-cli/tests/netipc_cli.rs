@@ -3,56 +3,13 @@
 
 mod cli_support;
 
-use cli_support::{pipewright, run, stderr, stdout, Served};
+use cli_support::{netipc_serve, pipewright, run, stderr, stdout, RunDir};
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
-
-/// A unique run directory (removed on drop); on Windows it makes the pipe name unique.
-struct RunDir(PathBuf);
-
-impl RunDir {
-    fn new() -> RunDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "pw-nipc-{}-{}-{:08x}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&p).expect("create run dir");
-        RunDir(p)
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().expect("temp dir is Unicode")
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Starts `netipc serve` for `service` in `dir` with `extra` arguments and waits for its ready
-/// line; the server is killed when the result is dropped.
-fn serve(dir: &RunDir, service: &str, extra: &[&str]) -> Served {
-    let mut cmd = pipewright();
-    cmd.args([
-        "netipc",
-        "serve",
-        "--run-dir",
-        dir.arg(),
-        "--service",
-        service,
-    ]);
-    Served::start(cmd.args(extra), "listening on ")
-}
 
 fn call(dir: &RunDir, service: &str, args: &[&str]) -> Output {
     run(pipewright()
@@ -86,8 +43,8 @@ fn field(out: &str, key: &str) -> Option<u64> {
 
 #[test]
 fn increment_with_session_values_and_hex_token() {
-    let dir = RunDir::new();
-    let _s = serve(
+    let dir = RunDir::new("pw-nipc");
+    let _s = netipc_serve(
         &dir,
         "inc",
         &["--method", "increment", "--token", "0xDEADBEEFCAFEBABE"],
@@ -128,9 +85,9 @@ fn increment_with_session_values_and_hex_token() {
 
 #[test]
 fn string_reverse_and_cgroups_snapshot() {
-    let dir = RunDir::new();
-    let _r = serve(&dir, "rev", &["--method", "string-reverse", "--token", "7"]);
-    let _c = serve(
+    let dir = RunDir::new("pw-nipc");
+    let _r = netipc_serve(&dir, "rev", &["--method", "string-reverse", "--token", "7"]);
+    let _c = netipc_serve(
         &dir,
         "cgroups-snapshot",
         &[
@@ -201,10 +158,10 @@ fn expected_app(pid: u32) -> String {
 
 #[test]
 fn cgroups_and_apps_lookups_stitch_what_the_server_splits() {
-    let dir = RunDir::new();
-    let _c = serve(&dir, "cgroups-lookup", &["--method", "cgroups-lookup"]);
+    let dir = RunDir::new("pw-nipc");
+    let _c = netipc_serve(&dir, "cgroups-lookup", &["--method", "cgroups-lookup"]);
     // A 4 KiB response limit cannot carry 150 known processes at once.
-    let _a = serve(
+    let _a = netipc_serve(
         &dir,
         "apps-lookup",
         &["--method", "apps-lookup", "--max-response", "4096"],
@@ -272,8 +229,8 @@ fn cgroups_and_apps_lookups_stitch_what_the_server_splits() {
 
 #[test]
 fn a_reader_that_goes_away_ends_the_output_quietly() {
-    let dir = RunDir::new();
-    let _a = serve(&dir, "apps", &["--method", "apps-lookup"]);
+    let dir = RunDir::new("pw-nipc");
+    let _a = netipc_serve(&dir, "apps", &["--method", "apps-lookup"]);
     // About 400 KB of output: far more than a pipe buffers once the reader is gone.
     let pids: Vec<String> = (1..=2000).map(|p| p.to_string()).collect();
     let mut child = pipewright()
@@ -310,8 +267,8 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
 
 #[test]
 fn echo_small_chunked_and_one_mib() {
-    let dir = RunDir::new();
-    let _s = serve(&dir, "echo", &["--method", "echo"]);
+    let dir = RunDir::new("pw-nipc");
+    let _s = netipc_serve(&dir, "echo", &["--method", "echo"]);
     for (size, extra) in [
         ("300", vec!["--packet-size", "100"]),
         ("1MiB", vec![]),
@@ -334,8 +291,8 @@ fn echo_small_chunked_and_one_mib() {
 
 #[test]
 fn rejections_and_mismatches_exit_non_zero_with_the_status_named() {
-    let dir = RunDir::new();
-    let _s = serve(&dir, "inc", &["--token", "99"]);
+    let dir = RunDir::new("pw-nipc");
+    let _s = netipc_serve(&dir, "inc", &["--token", "99"]);
     let cases: [(&[&str], i32, &str); 5] = [
         (&["--token", "98"], 7, "AUTH_FAILED"),
         (&["--token", "99", "--packet-size", "32"], 7, "INCOMPATIBLE"),
@@ -364,7 +321,7 @@ fn rejections_and_mismatches_exit_non_zero_with_the_status_named() {
 
 #[test]
 fn bad_arguments_are_usage_errors() {
-    let dir = RunDir::new();
+    let dir = RunDir::new("pw-nipc");
     for args in [
         &["--token", "0xnope"][..],
         &["--token", "-5"][..],
@@ -383,8 +340,8 @@ fn bad_arguments_are_usage_errors() {
 
 #[test]
 fn a_served_name_is_not_served_twice() {
-    let dir = RunDir::new();
-    let _s = serve(&dir, "once", &[]);
+    let dir = RunDir::new("pw-nipc");
+    let _s = netipc_serve(&dir, "once", &[]);
     let o = run(pipewright().args([
         "netipc",
         "serve",
@@ -401,7 +358,7 @@ fn a_served_name_is_not_served_twice() {
 
 /// The `.ipcshm` region files in the run directory (POSIX shared memory).
 fn region_files(dir: &RunDir) -> Vec<PathBuf> {
-    std::fs::read_dir(&dir.0)
+    std::fs::read_dir(dir.path())
         .expect("read run dir")
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "ipcshm"))
@@ -410,9 +367,9 @@ fn region_files(dir: &RunDir) -> Vec<PathBuf> {
 
 #[test]
 fn shm_profile_for_every_method_and_fallbacks() {
-    let dir = RunDir::new();
+    let dir = RunDir::new("pw-nipc");
     let shm = ["--profile", "shm", "--token", "5"];
-    let _inc = serve(
+    let _inc = netipc_serve(
         &dir,
         "inc",
         &[&shm[..], &["--method", "increment"]].concat(),
@@ -430,7 +387,7 @@ fn shm_profile_for_every_method_and_fallbacks() {
         ),
         Some(1)
     );
-    let _plain = serve(&dir, "plain", &["--token", "5"]);
+    let _plain = netipc_serve(&dir, "plain", &["--token", "5"]);
     assert_eq!(
         field(
             &call_ok(&dir, "plain", &[&shm[..], &["-v"]].concat()),
@@ -439,7 +396,7 @@ fn shm_profile_for_every_method_and_fallbacks() {
         Some(1)
     );
 
-    let _rev = serve(
+    let _rev = netipc_serve(
         &dir,
         "rev",
         &[&shm[..], &["--method", "string-reverse"]].concat(),
@@ -462,7 +419,7 @@ fn shm_profile_for_every_method_and_fallbacks() {
     assert_eq!(field(&out, "selected_profile"), Some(4));
     assert_eq!(out.lines().last(), Some("yromem derahs"));
 
-    let _snap = serve(
+    let _snap = netipc_serve(
         &dir,
         "snap",
         &[&shm[..], &["--method", "cgroups-snapshot", "--items", "3"]].concat(),
@@ -475,7 +432,7 @@ fn shm_profile_for_every_method_and_fallbacks() {
     assert_eq!(field(&out, "selected_profile"), Some(4));
     assert_eq!(field(&out, "items"), Some(3));
 
-    let _echo = serve(&dir, "echo", &[&shm[..], &["--method", "echo"]].concat());
+    let _echo = netipc_serve(&dir, "echo", &[&shm[..], &["--method", "echo"]].concat());
     for size in ["0", "40", "1MiB"] {
         let o = call(
             &dir,

@@ -35,10 +35,23 @@ fn serve_demo_and_call_print_the_answers_as_json() {
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     assert_eq!(stdout(&o), r#"{"status":"Ok","params":{"Text":"sepip"}}"#);
 
+    // Echo takes any JSON value and answers it as Json, as pipe-rpc's does.
     let o = run(pipewright().args(["rpc", "call", &name, "Echo", r#"{"payload": "hi there"}"#]));
     assert_eq!(
         stdout(&o),
-        r#"{"status":"Ok","params":{"Text":"hi there"}}"#
+        r#"{"status":"Ok","params":{"Json":"hi there"}}"#
+    );
+    let o = run(pipewright().args([
+        "rpc",
+        "call",
+        &name,
+        "Echo",
+        r#"{"payload": {"a": [1, 2, 3]}}"#,
+    ]));
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        r#"{"status":"Ok","params":{"Json":{"a":[1,2,3]}}}"#
     );
 
     // An Err answer is printed and exits 1.
@@ -153,7 +166,7 @@ fn serve_demo_pushes_back_on_a_client_that_never_reads_and_serves_others() {
         assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
         assert_eq!(
             stdout(&o),
-            r#"{"status":"Ok","params":{"Text":"still served"}}"#
+            r#"{"status":"Ok","params":{"Json":"still served"}}"#
         );
         std::thread::sleep(Duration::from_millis(200));
         let after = written.load(Ordering::SeqCst);

@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+//!
 //! HTTP/1.1, HTTP/2 and WebSocket over Windows named pipes and Unix sockets, on hyper 1.x.
 //!
 //! - [`Server`] serves any hyper service on a [`pipewright::Listener`] (HTTP/1.1 with upgrades
@@ -8,6 +10,11 @@
 //! - [`ws`] upgrades a request to a WebSocket on the server and handshakes as a client.
 //! - [`forward`] is an HTTP-aware reverse proxy from a pipe to TCP, a Unix socket, another pipe
 //!   or a helper process's stdin/stdout.
+//! - `axum` (cargo feature `axum`): a pipe listener for `axum::serve`, with the client's
+//!   [`pipewright::Peer`] in `ConnectInfo`; example `axum_json`.
+//! - `grpc` (cargo feature `grpc`): tonic servers from a pipe listener (the client's `Peer` in
+//!   each request's extensions) and channels to `npipe://` / `unix://` endpoints; example
+//!   `grpc_echo`, a service written without `protoc`.
 //!
 //! ```no_run
 //! use bytes::Bytes;
@@ -22,9 +29,13 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod client;
 mod error;
 pub mod forward;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 mod server;
 mod url;
 pub mod ws;

@@ -90,13 +90,15 @@ impl Server {
         self
     }
 
-    /// Serve HTTP/1.1 only.
+    /// Serve HTTP/1.1 only (with upgrades): a client that opens with the HTTP/2 preface gets
+    /// an error and a closed connection. Settings made with [`Server::builder_mut`] for
+    /// HTTP/1 do not apply in this mode; the connection uses hyper's HTTP/1 defaults.
     pub fn http1_only(mut self) -> Self {
         self.builder = self.builder.http1_only();
         self
     }
 
-    /// Serve HTTP/2 (prior knowledge) only.
+    /// Serve HTTP/2 (prior knowledge) only: an HTTP/1 request is refused.
     pub fn http2_only(mut self) -> Self {
         self.builder = self.builder.http2_only();
         self
@@ -201,7 +203,7 @@ async fn serve_connection<S, B>(
     builder: &auto::Builder<TokioExecutor>,
     stream: PipeStream,
     service: S,
-    mut phase: watch::Receiver<Phase>,
+    phase: watch::Receiver<Phase>,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
     S::Future: Send + 'static,
@@ -215,7 +217,23 @@ async fn serve_connection<S, B>(
         inner: service,
         peer,
     };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let io = TokioIo::new(stream);
+    // hyper-util's upgradeable connection serves whichever protocol the client opens with,
+    // whatever the builder allows; a server limited to one protocol uses a connection that
+    // refuses the other.
+    if !builder.is_http2_available() {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1.timer(TokioTimer::new());
+        drive(http1.serve_connection(io, service).with_upgrades(), phase).await;
+    } else if !builder.is_http1_available() {
+        drive(builder.serve_connection(io, service), phase).await;
+    } else {
+        drive(builder.serve_connection_with_upgrades(io, service), phase).await;
+    }
+}
+
+/// Serves a connection until it ends, draining it when the server shuts down.
+async fn drive<C: Drainable>(conn: C, mut phase: watch::Receiver<Phase>) {
     let mut conn = std::pin::pin!(conn);
     // Serve until the connection ends or the server starts draining.
     let drain = async {
@@ -223,20 +241,55 @@ async fn serve_connection<S, B>(
         let _ = phase.wait_for(|p| *p != Phase::Serving).await;
     };
     tokio::select! {
-        result = conn.as_mut() => return log_end(result),
+        result = conn.as_mut() => return log_end(result.map_err(Into::into)),
         _ = drain => {}
     }
-    conn.as_mut().graceful_shutdown();
+    conn.as_mut().drain();
     let closing = async {
         if phase.wait_for(|p| *p == Phase::Closing).await.is_err() {
             pending::<()>().await;
         }
     };
     tokio::select! {
-        result = conn.as_mut() => log_end(result),
+        result = conn.as_mut() => log_end(result.map_err(Into::into)),
         _ = closing => tracing::debug!("drain timeout passed; dropping the connection"),
     }
 }
+
+/// A served connection that can finish its in-flight requests and close (hyper's and
+/// hyper-util's connection types each have their own `graceful_shutdown`).
+trait Drainable: Future<Output = Result<(), Self::Error>> {
+    type Error: Into<Box<dyn StdError + Send + Sync>>;
+    fn drain(self: std::pin::Pin<&mut Self>);
+}
+
+macro_rules! drainable {
+    ($conn:ty, $err:ty, [$($gen:tt)*]) => {
+        impl<$($gen)*, S, B> Drainable for $conn
+        where
+            S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+            S::Future: Send + 'static,
+            S::Error: Into<Box<dyn StdError + Send + Sync>>,
+            B: Body + Send + 'static,
+            B::Data: Send,
+            B::Error: Into<Box<dyn StdError + Send + Sync>>,
+        {
+            type Error = $err;
+            fn drain(self: std::pin::Pin<&mut Self>) {
+                self.graceful_shutdown();
+            }
+        }
+    };
+}
+
+type Io = TokioIo<PipeStream>;
+drainable!(hyper::server::conn::http1::UpgradeableConnection<Io, S>, hyper::Error, ['a]);
+drainable!(auto::Connection<'a, Io, S, TokioExecutor>, Box<dyn StdError + Send + Sync>, ['a]);
+drainable!(
+    auto::UpgradeableConnection<'a, Io, S, TokioExecutor>,
+    Box<dyn StdError + Send + Sync>,
+    ['a]
+);
 
 fn log_end(result: Result<(), Box<dyn StdError + Send + Sync>>) {
     if let Err(e) = result {

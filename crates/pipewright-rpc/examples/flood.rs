@@ -137,7 +137,7 @@ async fn main() {
                     payload: "ping".into(),
                 };
                 match probe.request::<_, demo::Response>(&request).await {
-                    Ok(demo::Response::Text(t)) if t == "ping" => {
+                    Ok(demo::Response::Json(t)) if t == "ping" => {
                         answered.fetch_add(1, Ordering::Relaxed);
                         slowest_us.fetch_max(start.elapsed().as_micros() as u64, Ordering::Relaxed);
                     }

@@ -8,6 +8,9 @@
 //! let req: Request = serde_json::from_str(r#"{"method":"Reverse","params":{"text":"abc"}}"#).unwrap();
 //! assert_eq!(req, Request::Reverse { text: "abc".into() });
 //! assert_eq!(serde_json::to_string(&Response::Number(120)).unwrap(), r#"{"Number":120}"#);
+//! // Echo takes any JSON value and answers it as `Json`, as pipe-rpc does.
+//! let echo: Request = serde_json::from_str(r#"{"method":"Echo","params":{"payload":{"a":[1,2,3]}}}"#).unwrap();
+//! assert_eq!(echo, Request::Echo { payload: serde_json::json!({"a": [1, 2, 3]}) });
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -31,20 +34,23 @@ pub enum Request {
         /// The text.
         text: String,
     },
-    /// The payload, unchanged.
+    /// The payload, unchanged: any JSON value (a string too), answered as
+    /// [`Response::Json`], as pipe-rpc's `Echo { payload: serde_json::Value }`.
     Echo {
         /// The payload.
-        payload: String,
+        payload: serde_json::Value,
     },
 }
 
-/// The demo's answers.
+/// The demo's answers: pipe-rpc's `RpcResult`, the variants in its order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// A number (from `Factorial`).
     Number(u64),
-    /// A text (from `Reverse` and `Echo`).
+    /// A text (from `Reverse`).
     Text(String),
+    /// A JSON value (from `Echo`).
+    Json(serde_json::Value),
 }
 
 /// `n!`, or an error naming the overflow.
@@ -67,7 +73,7 @@ impl Service for DemoService {
         match request {
             Request::Factorial { n } => factorial(n).map(Response::Number),
             Request::Reverse { text } => Ok(Response::Text(text.chars().rev().collect())),
-            Request::Echo { payload } => Ok(Response::Text(payload)),
+            Request::Echo { payload } => Ok(Response::Json(payload)),
         }
     }
 }

@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+//!
 //! Typed JSON RPC over Windows named pipes and Unix sockets, wire-compatible with pipe-rpc,
 //! with many calls in flight on one connection.
 //!
@@ -62,7 +64,7 @@
 //! **Ids.** A request may carry `"id"`, an unsigned integer; its answer carries the same id
 //! as the last field, and may come before answers to earlier requests:
 //! `2d 00 00 00` `{"method":"Echo","params":{"payload":"hi"},"id":7}` is answered with
-//! `2d 00 00 00` `{"status":"Ok","params":{"Text":"hi"},"id":7}` (45 bytes each). Requests
+//! `2d 00 00 00` `{"status":"Ok","params":{"Json":"hi"},"id":7}` (45 bytes each). Requests
 //! without an id are run one after another and answered in the order they came, so a
 //! pipe-rpc client, which sends no ids, works unchanged. [`Client`] always sends ids, and
 //! matches an answer without one to its oldest call, so it also talks to a server that

@@ -96,11 +96,11 @@ async fn flood_then_read(ids: bool) {
             let text = format!("round {round} call {i}");
             let answer: Response = good
                 .request(&Request::Echo {
-                    payload: text.clone(),
+                    payload: text.clone().into(),
                 })
                 .await
                 .expect("the second client is answered during the flood");
-            assert_eq!(answer, Response::Text(text));
+            assert_eq!(answer, Response::Json(text.into()));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         round += 1;
@@ -151,7 +151,7 @@ async fn flood_then_read(ids: bool) {
     let mut seen = HashSet::new();
     for (k, answer) in got.iter().enumerate() {
         assert_eq!(answer["status"], "Ok", "{}", &answer.to_string()[..100]);
-        let text = answer["params"]["Text"].as_str().expect("an Echo answer");
+        let text = answer["params"]["Json"].as_str().expect("an Echo answer");
         let seq = if ids {
             answer["id"].as_u64().expect("the answer's id")
         } else {

@@ -35,7 +35,7 @@ async fn expect_err_then_usable(
     let ok = exchange(conn, br#"{"method":"Echo","params":{"payload":"after"}}"#).await;
     assert_eq!(
         ok,
-        json!({"status":"Ok","params":{"Text":"after"}}),
+        json!({"status":"Ok","params":{"Json":"after"}}),
         "after {:?}",
         String::from_utf8_lossy(body)
     );
@@ -276,7 +276,7 @@ async fn truncated_frame_closes_only_its_own_connection() {
                 br#"{"method":"Echo","params":{"payload":"b"}}"#,
             )
             .await;
-            assert_eq!(ok, json!({"status":"Ok","params":{"Text":"b"}}));
+            assert_eq!(ok, json!({"status":"Ok","params":{"Json":"b"}}));
         }
         // New connections are served too.
         let mut fresh = pipewright::connect(&server.name).await.unwrap();

@@ -90,10 +90,10 @@ fn payload(caller: usize, round: usize) -> String {
 async fn random_call(client: &Client, caller: usize, round: usize, tally: &Tally) {
     let payload = payload(caller, round);
     let request = Request::Echo {
-        payload: payload.clone(),
+        payload: payload.clone().into(),
     };
     let check = |answer: Result<Response, RpcError>, may_time_out: bool| match answer {
-        Ok(Response::Text(text)) => {
+        Ok(Response::Json(serde_json::Value::String(text))) => {
             assert!(
                 text == payload,
                 "caller {caller} round {round} got another call's answer"
@@ -183,11 +183,11 @@ async fn calls_dropped_at_random_points_leave_the_connection_in_step() {
             let text = format!("after the storm {i}");
             let got: Response = client
                 .request(&Request::Echo {
-                    payload: text.clone(),
+                    payload: text.clone().into(),
                 })
                 .await
                 .unwrap();
-            assert_eq!(got, Response::Text(text));
+            assert_eq!(got, Response::Json(text.into()));
         }
         let calls: Vec<_> = (0..200u64)
             .map(|tag| {

@@ -22,7 +22,11 @@ async fn one_call_at_a_time_like_pipe_rpc_client() {
             ),
             (
                 json!({"method":"Echo","params":{"payload":"ping"}}),
-                json!({"status":"Ok","params":{"Text":"ping"}}),
+                json!({"status":"Ok","params":{"Json":"ping"}}),
+            ),
+            (
+                json!({"method":"Echo","params":{"payload":{"a":[1,2,3]}}}),
+                json!({"status":"Ok","params":{"Json":{"a":[1,2,3]}}}),
             ),
             (
                 json!({"method":"Factorial","params":{"n":0}}),
@@ -101,7 +105,7 @@ async fn requests_with_ids_may_overtake_slower_ones() {
             serde_json::from_slice(&recv_frame(&mut conn).await.unwrap()).unwrap();
         assert_eq!(
             first,
-            json!({"status":"Ok","params":{"Text":"fast"},"id":2})
+            json!({"status":"Ok","params":{"Json":"fast"},"id":2})
         );
         send_frame(&mut conn, br#"{"method":"Open","id":3}"#).await;
         let mut rest = Vec::new();

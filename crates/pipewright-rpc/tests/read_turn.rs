@@ -59,11 +59,11 @@ async fn an_unpolled_call_holding_the_read_turn_does_not_stall_other_calls() {
                     let payload = format!("caller {i}");
                     let answer: Response = client
                         .request(&Request::Echo {
-                            payload: payload.clone(),
+                            payload: payload.clone().into(),
                         })
                         .await
                         .expect("a concurrent call is answered while A is unpolled");
-                    assert_eq!(answer, Response::Text(payload));
+                    assert_eq!(answer, Response::Json(payload.into()));
                 })
             })
             .collect();
@@ -114,11 +114,11 @@ async fn an_unpolled_reading_call_in_a_select_branch_does_not_stall_other_calls(
             let payload = format!("b{i}");
             let answer: Response = client
                 .request(&Request::Echo {
-                    payload: payload.clone(),
+                    payload: payload.clone().into(),
                 })
                 .await
                 .expect("a call is answered while A, unpolled, held the read turn");
-            assert_eq!(answer, Response::Text(payload));
+            assert_eq!(answer, Response::Json(payload.into()));
         }
         let opened: String = client.call("Open", &json!({})).await.expect("Open");
         assert_eq!(opened, "opened");

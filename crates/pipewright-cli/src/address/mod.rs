@@ -3,7 +3,7 @@
 //! | address | role |
 //! |---|---|
 //! | `stdio` | this process's stdin and stdout |
-//! | `npipe:NAME[,mode=message][,timeout=5s][,poll]` | connect to a pipe |
+//! | `npipe:NAME[,mode=auto\|byte\|message][,timeout=5s][,poll]` | connect to a pipe (default `mode=auto`: the pipe's own type on Windows) |
 //! | `npipe-listen:NAME[,backlog=N][,sddl=S][,mode=message][,max-instances=N]` | serve a pipe |
 //! | `tcp:HOST:PORT[,timeout=5s][,poll]` / `tcp-listen:[HOST:]PORT` | TCP (listens on 127.0.0.1 unless a host is given) |
 //! | `unix:PATH` / `unix-listen:PATH[,mode=0600][,unlink-early]` | Unix sockets |
@@ -79,7 +79,7 @@ pub enum Address {
 pub fn syntax(kind: &str) -> &'static str {
     match kind {
         "stdio" => "stdio",
-        "npipe" => "npipe:NAME[,mode=byte|message][,timeout=DURATION][,poll]",
+        "npipe" => "npipe:NAME[,mode=auto|byte|message][,timeout=DURATION][,poll]",
         "npipe-listen" => "npipe-listen:NAME[,backlog=1..254][,sddl=SDDL][,mode=byte|message][,max-instances=1..254]",
         "tcp" => "tcp:HOST:PORT[,timeout=DURATION][,poll]",
         "tcp-listen" => "tcp-listen:[HOST:]PORT",
@@ -220,6 +220,20 @@ impl Checker<'_> {
         }
     }
 
+    fn connect_mode(&self) -> Result<npipe::ConnectMode, AddressError> {
+        use npipe::ConnectMode;
+        match self.opt_value("mode")? {
+            None => Ok(ConnectMode::Auto),
+            Some((_, v)) if v.eq_ignore_ascii_case("auto") => Ok(ConnectMode::Auto),
+            Some((_, v)) if v.eq_ignore_ascii_case("byte") => Ok(ConnectMode::Byte),
+            Some((_, v)) if v.eq_ignore_ascii_case("message") => Ok(ConnectMode::Message),
+            Some((part, v)) => Err(self.err(
+                part.column,
+                format!("mode={v} is not auto, byte or message"),
+            )),
+        }
+    }
+
     fn pipe_name(&self) -> Result<PipeName, AddressError> {
         let value = self.value()?;
         PipeName::parse(&value.unquoted()).map_err(|e| self.err(value.column, e.to_string()))
@@ -283,7 +297,7 @@ impl Address {
                 c.only(&["mode", "timeout", "poll"])?;
                 Address::Npipe(npipe::Connect {
                     name: c.pipe_name()?,
-                    mode: c.mode()?,
+                    mode: c.connect_mode()?,
                     timeout: c
                         .duration("timeout")?
                         .unwrap_or(pipewright::DEFAULT_CONNECT_TIMEOUT),
@@ -485,9 +499,19 @@ mod tests {
             panic!()
         };
         assert_eq!(c.name.name(), "x");
-        assert_eq!(c.mode, PipeMode::Message);
+        assert_eq!(c.mode, npipe::ConnectMode::Message);
         assert_eq!(c.timeout, Duration::from_secs(2));
         assert!(c.poll);
+        for (text, mode) in [
+            ("npipe:x", npipe::ConnectMode::Auto),
+            ("npipe:x,mode=AUTO", npipe::ConnectMode::Auto),
+            ("npipe:x,mode=byte", npipe::ConnectMode::Byte),
+        ] {
+            let Address::Npipe(c) = Address::parse(text).unwrap() else {
+                panic!("{text}")
+            };
+            assert_eq!(c.mode, mode, "{text}");
+        }
         let Address::NpipeListen(l) = Address::parse(
             r"Npipe-Listen:\\.\pipe\svc,backlog=8,max-instances=20,sddl=D:P(A;;GA;;;AU)",
         )
@@ -573,8 +597,10 @@ mod tests {
         assert!(e.expected.contains("npipe-listen"));
         let e = err("npipe:x,mode=stream");
         assert_eq!(e.column, 14);
-        assert!(e.message.contains("not byte or message"));
+        assert!(e.message.contains("not auto, byte or message"));
         assert_eq!(e.expected, syntax("npipe"));
+        let e = err("npipe-listen:x,mode=auto");
+        assert!(e.message.contains("not byte or message"), "{}", e.message);
         let e = err("npipe:x,bogus=1");
         assert_eq!(e.column, 9);
         assert!(e.message.contains("its options are mode, timeout, poll"));

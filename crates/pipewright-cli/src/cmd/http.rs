@@ -12,7 +12,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request};
 use pipewright_http::{client_builder, PipeConnector, PipeUrl};
 
-use crate::{args, exit};
+use crate::{args, exit, failure};
 
 /// Send an HTTP request over a pipe and print the response body.
 ///
@@ -21,7 +21,7 @@ use crate::{args, exit};
 ///
 /// Exit codes: 0 ok (and, with --fail, status < 400), 1 HTTP error with --fail, 2 bad
 /// arguments, 3 no such pipe, 4 busy, 5 access denied, 6 timed out, 7 the server broke the
-/// connection.
+/// connection or the protocol (a malformed response, HTTP/1 only with --http2).
 #[derive(Debug, Args)]
 pub struct HttpArgs {
     /// The request URL, e.g. npipe:////./pipe/docker_engine/version.
@@ -78,7 +78,7 @@ pub async fn run(a: HttpArgs) -> u8 {
     match tokio::time::timeout(timeout, request(a)).await {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
-            eprintln!("pipewright http: {e:#}");
+            eprintln!("pipewright http: {}", failure::report(e.as_ref()));
             if e.downcast_ref::<UsageError>().is_some() {
                 return exit::USAGE;
             }
@@ -139,6 +139,7 @@ async fn request(a: HttpArgs) -> anyhow::Result<u8> {
     for (name, value) in a.headers {
         req.headers_mut().insert(name, value);
     }
+    let endpoint = a.url.endpoint().to_string();
     let connector = PipeConnector::new().connect_timeout(a.connect_timeout);
     let client = client_builder()
         .http2_only(a.http2)
@@ -146,8 +147,7 @@ async fn request(a: HttpArgs) -> anyhow::Result<u8> {
     let resp = client
         .request(req)
         .await
-        .map_err(|e| anyhow::Error::new(pipewright_http::Error::from(e)))
-        .with_context(|| format!("request to {} failed", a.url.endpoint()))?;
+        .map_err(|e| request_error(pipewright_http::Error::from(e), &endpoint, a.http2))?;
     let status = resp.status();
     let version = resp.version();
     let headers = resp.headers().clone();
@@ -155,7 +155,7 @@ async fn request(a: HttpArgs) -> anyhow::Result<u8> {
         .into_body()
         .collect()
         .await
-        .context("reading the response body")?
+        .map_err(|e| request_error(pipewright_http::Error::from(e), &endpoint, a.http2))?
         .to_bytes();
     let mut out = std::io::stdout().lock();
     if a.include {
@@ -181,6 +181,35 @@ async fn request(a: HttpArgs) -> anyhow::Result<u8> {
     } else {
         Ok(exit::OK)
     }
+}
+
+/// A failed request as one sentence: a failed connect says it all (the pipe, why, the fix);
+/// anything later names the URL, and a protocol error under `--http2` suggests the cause.
+fn request_error(err: pipewright_http::Error, endpoint: &str, http2: bool) -> anyhow::Error {
+    if matches!(&err, pipewright_http::Error::Client(c) if c.is_connect()) {
+        return err.into();
+    }
+    let hint = if http2 && err.is_peer_error() {
+        "; does the server speak HTTP/2? try without --http2"
+    } else {
+        ""
+    };
+    RequestError {
+        endpoint: endpoint.to_string(),
+        hint,
+        err,
+    }
+    .into()
+}
+
+/// An HTTP failure after the connect, with the URL it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("request to {endpoint} failed: {err}{hint}")]
+struct RequestError {
+    endpoint: String,
+    hint: &'static str,
+    #[source]
+    err: pipewright_http::Error,
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bridge;
+pub mod completions;
 pub mod demo;
 pub mod forward;
 pub mod http;

@@ -137,6 +137,10 @@ impl Shared {
             return response.map(|b| b.boxed());
         }
         strip_hop_by_hop(response.headers_mut(), false);
+        // An intermediary sends its own version, not the upstream's (RFC 9110 section 6.2):
+        // an HTTP/1.0 upstream must not turn the client's keep-alive connection into one
+        // that closes after each response. hyper answers an HTTP/1.0 client in HTTP/1.0.
+        *response.version_mut() = hyper::Version::HTTP_11;
         response.map(|b| b.boxed())
     }
 

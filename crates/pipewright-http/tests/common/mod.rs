@@ -205,3 +205,147 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
+
+/// Environment variables that turn a test binary into a child making one GET request (see
+/// [`get_from_child`]).
+pub const CHILD_GET_PIPE_ENV: &str = "PIPEWRIGHT_HTTP_TEST_GET_PIPE";
+pub const CHILD_GET_PATH_ENV: &str = "PIPEWRIGHT_HTTP_TEST_GET_PATH";
+
+/// What a child process got for its request.
+#[derive(Debug)]
+pub struct ChildGet {
+    /// The child's process id, as the parent started it.
+    pub pid: u32,
+    pub status: u16,
+    /// The server's pid as the child's connection saw it (the response's `Peer`).
+    pub server_pid: Option<u32>,
+    pub body: String,
+}
+
+/// The child's side of [`get_from_child`]: when the variables are set, makes the request,
+/// prints `CHILD-GET <own pid> <status> <server pid>`, the body between marker lines, and
+/// exits. Does nothing in the parent. Call it from a `#[test]` of the test file.
+pub fn child_get_role() {
+    let (Ok(pipe), Ok(path)) = (
+        std::env::var(CHILD_GET_PIPE_ENV),
+        std::env::var(CHILD_GET_PATH_ENV),
+    ) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let code = rt.block_on(async move {
+        let client = pipewright_http::client::<http_body_util::Empty<Bytes>>();
+        let uri = pipewright_http::Endpoint::parse(&pipe)
+            .expect("pipe name")
+            .uri(&path)
+            .expect("path");
+        let resp = match watchdog(60, client.get(uri)).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                eprintln!("child request failed: {e}");
+                return 1;
+            }
+        };
+        let status = resp.status().as_u16();
+        let server_pid = resp.extensions().get::<Peer>().and_then(|p| p.pid);
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        println!("CHILD-GET {} {status} {server_pid:?}", std::process::id());
+        println!("CHILD-BODY-START");
+        println!("{}", String::from_utf8_lossy(&body));
+        println!("CHILD-BODY-END");
+        0
+    });
+    std::process::exit(code);
+}
+
+/// Runs this test binary again as a child process (its `#[test] fn test` calls
+/// [`child_get_role`]) that sends `GET path` to the HTTP server on `pipe`, so the server sees
+/// a client in another process.
+pub async fn get_from_child(test: &str, pipe: &str, path: &str) -> ChildGet {
+    let exe = std::env::current_exe().expect("current exe");
+    let child = tokio::process::Command::new(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_GET_PIPE_ENV, pipe)
+        .env(CHILD_GET_PATH_ENV, path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the child");
+    let pid = child.id().expect("the child's pid");
+    let out = child.wait_with_output().await.expect("wait for the child");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "child: {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    // The test harness may have printed `test NAME ... ` on the same line first.
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("CHILD-GET ").map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("the child printed no result: {stdout}\n{stderr}"));
+    let mut fields = line.split(' ');
+    let reported: u32 = fields.next().unwrap().parse().unwrap();
+    assert_eq!(reported, pid, "the child is the process this test started");
+    let status: u16 = fields.next().unwrap().parse().unwrap();
+    let server_pid = match fields.next().unwrap() {
+        "None" => None,
+        some => Some(
+            some.trim_start_matches("Some(")
+                .trim_end_matches(')')
+                .parse()
+                .unwrap(),
+        ),
+    };
+    let start = stdout.find("CHILD-BODY-START\n").expect("body start") + "CHILD-BODY-START\n".len();
+    let end = stdout.rfind("\nCHILD-BODY-END").expect("body end");
+    ChildGet {
+        pid,
+        status,
+        server_pid,
+        body: stdout[start..end].to_string(),
+    }
+}
+
+/// An example server process, killed when dropped.
+pub struct ExampleServer(std::process::Child);
+
+impl ExampleServer {
+    /// Starts the example with `args` and waits (at most 60 s) for its `ready` line.
+    pub fn start(example: &str, args: &[&str]) -> ExampleServer {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(example_binary(example))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start the {example} example: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let server = ExampleServer(child);
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("watchdog: {example} printed no ready line within 60 s"));
+        assert!(line.starts_with("ready "), "ready line: {line:?}");
+        server
+    }
+}
+
+impl Drop for ExampleServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
