@@ -11,27 +11,8 @@ use pipewright_netipc::header::{control, Header, Kind, TransportStatus, FLAG_BAT
 use pipewright_netipc::hello::{Hello, HelloAck};
 use pipewright_netipc::shm_layout::{PosixShmHeader, RegionLayout};
 
-/// Parses the appendix notation: hex digits grouped by spaces, `|` separators.
-fn hex(s: &str) -> Vec<u8> {
-    let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
-    assert_eq!(digits.len() % 2, 0, "odd hex length in {s:?}");
-    digits
-        .chunks(2)
-        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
-        .collect()
-}
-
-const HEADER_BIN: &str =
-    "4350494e 0100 2000 0100 0100 0200 0000 39300000 2a000000 bebafecaefbeadde";
-const CHUNK_BIN: &str = "4b48434e 0100 0000 efcdab9078563412 a0860100 03000000 0a000000 00200000";
-const HELLO_BIN: &str =
-    "0100 0000 05000000 04000000 00100000 64000000 00001000 01000000 00000000 1100ffeeddccbbaa 00000100";
-const HELLO_ACK_BIN: &str = "0100 0000 07000000 05000000 04000000 00080000 32000000 00000100 01000000 00800000 00000000 0100000000000000";
-const LIVE_HELLO: &str = "4350494e 0100 2000 0300 0000 0100 0000 2c000000 01000000 0000000000000000 | 0100 0000 01000000 01000000 00000100 10000000 00000100 10000000 00000000 bebafecaefbeadde 00000100";
-const LIVE_HELLO_ACK: &str = "4350494e 0100 2000 0300 0000 0200 0000 30000000 01000000 0000000000000000 | 0100 0000 01000000 01000000 01000000 00000100 10000000 00000100 10000000 00000100 00000000 0000000000000000";
-const SHM_HEADER: &str = "4d48534e 0300 4000 41320000 6e030800 40000000 40100000 80100000 40000100 0100000000000000 0100000000000000 24000000 39010000 01000000 01000000";
-const SHM_REQUEST_AREA: &str =
-    "4350494e 0100 2000 0100 0000 0200 0000 04000000 01000000 0100000000000000 01000000";
+mod vectors;
+use vectors::*;
 
 const LIVE_TOKEN: u64 = 0xDEAD_BEEF_CAFE_BABE;
 

@@ -16,13 +16,15 @@
 use pipewright_netipc::batch::encode_batch;
 use pipewright_netipc::chunk::ChunkHeader;
 use pipewright_netipc::codec::cgroups_snapshot::{self, CgroupItem, Snapshot};
-use pipewright_netipc::codec::lookup::Label;
 use pipewright_netipc::codec::{apps_lookup, cgroups_lookup, increment, string_reverse};
 use pipewright_netipc::handshake::{build_hello, server_decide, EndpointConfig};
 use pipewright_netipc::handshake::{ReservedFieldPolicy, ServerDecision};
 use pipewright_netipc::header::Header;
 use pipewright_netipc::hello::HelloAck;
 use std::path::{Path, PathBuf};
+
+mod vectors;
+use vectors::*;
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -45,27 +47,6 @@ fn targets() -> Vec<String> {
     }
     targets
 }
-
-/// Appendix A notation: hex digits grouped by spaces, `|` separators.
-fn hex(s: &str) -> Vec<u8> {
-    let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
-    digits
-        .chunks(2)
-        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
-        .collect()
-}
-
-// Appendix A, byte for byte (checked against the codecs by appendix_a_vectors.rs).
-const HEADER_BIN: &str =
-    "4350494e 0100 2000 0100 0100 0200 0000 39300000 2a000000 bebafecaefbeadde";
-const CHUNK_BIN: &str = "4b48434e 0100 0000 efcdab9078563412 a0860100 03000000 0a000000 00200000";
-const HELLO_BIN: &str =
-    "0100 0000 05000000 04000000 00100000 64000000 00001000 01000000 00000000 1100ffeeddccbbaa 00000100";
-const HELLO_ACK_BIN: &str = "0100 0000 07000000 05000000 04000000 00080000 32000000 00000100 01000000 00800000 00000000 0100000000000000";
-const LIVE_HELLO: &str = "4350494e 0100 2000 0300 0000 0100 0000 2c000000 01000000 0000000000000000 | 0100 0000 01000000 01000000 00000100 10000000 00000100 10000000 00000000 bebafecaefbeadde 00000100";
-const LIVE_HELLO_ACK: &str = "4350494e 0100 2000 0300 0000 0200 0000 30000000 01000000 0000000000000000 | 0100 0000 01000000 01000000 01000000 00000100 10000000 00000100 10000000 00000100 00000000 0000000000000000";
-const SHM_REQUEST_AREA: &str =
-    "4350494e 0100 2000 0100 0000 0200 0000 04000000 01000000 0100000000000000 01000000";
 
 /// The packets of `packets` as the reassembly target reads them: each
 /// prefixed by its length byte.
@@ -143,38 +124,8 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     };
     let mut third_packet = last.encode().to_vec();
     third_packet.extend_from_slice(&[0x33; 36]);
-    let cgroups_resp = cgroups_lookup::LookupResponse {
-        generation: 9,
-        items: vec![
-            cgroups_lookup::CgroupInfo {
-                status: cgroups_lookup::Status::Known,
-                orchestrator: 2,
-                path: b"/sys/fs/cgroup/kubepods/pod1".to_vec(),
-                name: b"web-0".to_vec(),
-                labels: vec![Label::new("io.kubernetes.pod.name", "web-0")],
-            },
-            cgroups_lookup::CgroupInfo::unknown(cgroups_lookup::Status::PayloadExceeded),
-        ],
-    };
-    let apps_resp = apps_lookup::LookupResponse {
-        generation: 4,
-        items: vec![
-            apps_lookup::AppInfo {
-                status: apps_lookup::PidStatus::Known,
-                orchestrator: 1,
-                cgroup_status: apps_lookup::CgroupStatus::Known,
-                pid: 4242,
-                ppid: 1,
-                uid: 1000,
-                starttime: 123_456,
-                comm: b"netdata".to_vec(),
-                cgroup_path: b"/system.slice/netdata.service".to_vec(),
-                cgroup_name: b"netdata".to_vec(),
-                labels: vec![Label::new("unit", "netdata.service"), Label::new("k", "")],
-            },
-            apps_lookup::AppInfo::unknown(7, apps_lookup::PidStatus::Unknown),
-        ],
-    };
+    let cgroups_resp = cgroups_lookup_response();
+    let apps_resp = apps_lookup_response();
     vec![
         ("header", "appendix_a_header", header.clone()),
         ("header", "live_hello_header", live_hello[..32].to_vec()),

@@ -9,11 +9,11 @@
 
 #[cfg(any(target_os = "linux", windows))]
 mod common;
+mod vectors;
 
 use pipewright_netipc::batch::{decode_batch, encode_batch};
 use pipewright_netipc::chunk::{ChunkHeader, Progress, Reassembler};
 use pipewright_netipc::codec::cgroups_snapshot::{self, CgroupItem, Snapshot};
-use pipewright_netipc::codec::lookup::Label;
 use pipewright_netipc::codec::{apps_lookup, cgroups_lookup, increment, string_reverse};
 use pipewright_netipc::handshake::{
     build_hello, client_check_ack, server_decide, EndpointConfig, ReservedFieldPolicy,
@@ -24,6 +24,7 @@ use pipewright_netipc::shm::windows_layout::{
     layout_for_limits, WindowsShmHeader, PROFILE_BUSYWAIT, WIN_SHM_HEADER_LEN,
 };
 use pipewright_netipc::shm_layout::{PosixShmHeader, RegionLayout};
+use vectors::{apps_lookup_response, cgroups_lookup_response};
 
 struct Rng(u64);
 
@@ -131,44 +132,6 @@ fn seeds() -> Vec<Vec<u8>> {
         apps_lookup_response().encode().unwrap(),
         win_shm_header(),
     ]
-}
-
-fn cgroups_lookup_response() -> cgroups_lookup::LookupResponse {
-    cgroups_lookup::LookupResponse {
-        generation: 9,
-        items: vec![
-            cgroups_lookup::CgroupInfo {
-                status: cgroups_lookup::Status::Known,
-                orchestrator: 2,
-                path: b"/sys/fs/cgroup/kubepods/pod1".to_vec(),
-                name: b"web-0".to_vec(),
-                labels: vec![Label::new("io.kubernetes.pod.name", "web-0")],
-            },
-            cgroups_lookup::CgroupInfo::unknown(cgroups_lookup::Status::PayloadExceeded),
-        ],
-    }
-}
-
-fn apps_lookup_response() -> apps_lookup::LookupResponse {
-    apps_lookup::LookupResponse {
-        generation: 4,
-        items: vec![
-            apps_lookup::AppInfo {
-                status: apps_lookup::PidStatus::Known,
-                orchestrator: 1,
-                cgroup_status: apps_lookup::CgroupStatus::Known,
-                pid: 4242,
-                ppid: 1,
-                uid: 1000,
-                starttime: 123_456,
-                comm: b"netdata".to_vec(),
-                cgroup_path: b"/system.slice/netdata.service".to_vec(),
-                cgroup_name: b"netdata".to_vec(),
-                labels: vec![Label::new("unit", "netdata.service"), Label::new("k", "")],
-            },
-            apps_lookup::AppInfo::unknown(7, apps_lookup::PidStatus::Unknown),
-        ],
-    }
 }
 
 /// A Windows region header as a server writes it (profile 0x04), with

@@ -140,7 +140,7 @@ impl ManagedServer {
         config: ManagedConfig,
         service: impl Service,
     ) -> Result<ManagedServer, SessionError> {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1); // one message: the bind result
         let run_dir = run_dir.to_owned();
         let name = service_name.to_owned();
         let thread = std::thread::spawn(move || {
