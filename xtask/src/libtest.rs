@@ -20,6 +20,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::Command;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
 /// What Wine prints when a process loses its wineserver (server crash or reset).
 pub const WINESERVER_LOST: [&str; 2] = ["wine client error:", "wineserver crashed"];
@@ -354,6 +356,9 @@ impl Counts {
     }
 }
 
+/// How long output is still read after the command has exited (see [`run`]).
+const AFTER_EXIT: Duration = Duration::from_secs(20);
+
 /// Runs `cmd`, printing its output as it comes, and returns the counts and whether it exited 0.
 /// cargo's stderr and the test binaries' stdout share one pipe, so the lines are read in the
 /// order they were written (a binary's `Running` line, its output, cargo's verdict on it).
@@ -386,9 +391,43 @@ fn run(
         .map_err(|e| format!("{what}: cannot start: {e}"))?;
     // Our copies of the write end must close, or the reader never sees the end.
     drop(cmd);
-    for line in BufReader::new(reader).lines().map_while(Result::ok) {
-        println!("{line}");
-        counts.observe(&line);
+    let (lines, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The output ends when every process holding the pipe has closed it. A test process that
+    // died (under Wine: lost its wineserver) can leave children holding it for ever, so once
+    // the command itself has exited, what follows is bounded.
+    let mut exited_at = None;
+    loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) => {
+                println!("{line}");
+                counts.observe(&line);
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                if exited_at.is_none()
+                    && child
+                        .try_wait()
+                        .map_err(|e| format!("{what}: {e}"))?
+                        .is_some()
+                {
+                    exited_at = Some(Instant::now());
+                }
+                if exited_at.is_some_and(|t| t.elapsed() > AFTER_EXIT) {
+                    eprintln!(
+                        "xtask: {what}: the command exited {} s ago but processes it left behind still hold its output; going on without them",
+                        AFTER_EXIT.as_secs()
+                    );
+                    break;
+                }
+            }
+        }
     }
     let status = child.wait().map_err(|e| format!("{what}: {e}"))?;
     if direct {

@@ -20,8 +20,13 @@ pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 /// A boxed writing half.
 pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// Size of each read a copy loop issues.
+/// The largest read a copy loop issues.
 pub const COPY_BLOCK: usize = 256 * 1024;
+
+/// A copy loop's first buffer. A read that fills the buffer doubles it, up to
+/// [`COPY_BLOCK`], so an idle or chatty connection holds 4 KiB per direction and a bulk one
+/// reaches large reads after a few blocks (docs/bench.md, `pipewright wsl`: memory).
+const FIRST_COPY_BLOCK: usize = 4 * 1024;
 
 /// One connected end of a join: its two halves and what its transport can signal.
 pub struct Side {
@@ -200,7 +205,7 @@ async fn copy(mut reader: BoxRead, mut writer: BoxWrite, dir: Direction) -> Resu
         side: dir.to.clone(),
         source: e,
     };
-    let mut buf = vec![0u8; COPY_BLOCK];
+    let mut buf = vec![0u8; FIRST_COPY_BLOCK];
     loop {
         let n = tokio::select! {
             biased;
@@ -222,6 +227,9 @@ async fn copy(mut reader: BoxRead, mut writer: BoxWrite, dir: Direction) -> Resu
         }
         writer.write_all(&buf[..n]).await.map_err(write_err)?;
         dir.progress.fetch_add(n as u64, Ordering::Relaxed);
+        if n == buf.len() && buf.len() < COPY_BLOCK {
+            buf.resize(buf.len() * 2, 0);
+        }
     }
     tracing::debug!(from = %dir.from, to = %dir.to, "end of stream");
     if dir.half_close {

@@ -48,6 +48,10 @@ enum Command {
     Rpc(cmd::rpc::RpcArgs),
     /// netipc (Netdata IPC) test server and client: serve, call.
     Netipc(cmd::netipc::NetipcArgs),
+    /// Windows services (ssh-agent, gpg-agent, Docker, any pipe) as Unix sockets in WSL.
+    Wsl(cmd::wsl::WslArgs),
+    /// The Windows side of `pipewright wsl`: serve the daemon's streams on stdin and stdout.
+    WslHost(cmd::wsl::host::HostArgs),
     /// Print a completion script for bash, zsh, fish, powershell or elvish.
     Completions(cmd::completions::CompletionsArgs),
     /// Write the man pages (`cargo xtask man [DIR]` runs it).
@@ -64,13 +68,16 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PIPEWRIGHT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colours only on a terminal: a daemon's stderr is its log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
 }
 
-/// The runtime of `relay` and `bridge`: one thread. They only move bytes between a few
+/// The runtime of `relay`, `bridge` and `wsl`: one thread. They only move bytes between
 /// streams, and each worker thread of a multi-threaded runtime costs an idle relay memory
 /// (its stack, its allocator arena) for nothing (docs/bench.md, "Idle relay and bridge").
 fn lean_runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -86,7 +93,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let runtime = match &cli.command {
-        Command::Relay(_) | Command::Bridge(_) => lean_runtime(),
+        Command::Relay(_) | Command::Bridge(_) | Command::Wsl(_) | Command::WslHost(_) => {
+            lean_runtime()
+        }
         _ => tokio::runtime::Runtime::new(),
     };
     let runtime = match runtime {
@@ -108,6 +117,8 @@ fn main() -> ExitCode {
             Command::Http(a) => cmd::http::run(a).await,
             Command::Rpc(a) => cmd::rpc::run(a).await,
             Command::Netipc(a) => cmd::netipc::run(a, cli.verbose).await,
+            Command::Wsl(a) => cmd::wsl::run(a, cli.verbose).await,
+            Command::WslHost(a) => cmd::wsl::host::run(a).await,
             Command::Completions(a) => cmd::completions::run(a).await,
             Command::Man(a) => cmd::completions::run_man(a).await,
         }

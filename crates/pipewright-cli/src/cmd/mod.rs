@@ -11,3 +11,4 @@ pub mod netipc;
 pub mod probe;
 pub mod relay;
 pub mod rpc;
+pub mod wsl;
