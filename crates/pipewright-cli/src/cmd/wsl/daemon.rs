@@ -64,6 +64,13 @@ struct Served {
 }
 
 impl Served {
+    /// Counts what a connection that ended cleanly moved.
+    fn moved(&self, to_target: u64, from_target: u64) {
+        self.bytes_to_target.fetch_add(to_target, Ordering::Relaxed);
+        self.bytes_from_target
+            .fetch_add(from_target, Ordering::Relaxed);
+    }
+
     fn fail(&self, message: String) {
         tracing::warn!("{}", message);
         self.failures.fetch_add(1, Ordering::Relaxed);
@@ -506,14 +513,7 @@ async fn serve_connection(daemon: Daemon, served: Arc<Served>, client: PipeStrea
                 ..Policy::bridge(LINGER)
             };
             match join(left, right, &policy).await {
-                Ok(totals) => {
-                    served
-                        .bytes_to_target
-                        .fetch_add(totals.left_to_right, Ordering::Relaxed);
-                    served
-                        .bytes_from_target
-                        .fetch_add(totals.right_to_left, Ordering::Relaxed);
-                }
+                Ok(totals) => served.moved(totals.left_to_right, totals.right_to_left),
                 Err(e) => tracing::info!(socket = %label, "connection ended: {e}"),
             }
         }
@@ -523,14 +523,7 @@ async fn serve_connection(daemon: Daemon, served: Arc<Served>, client: PipeStrea
                 None => ExtensionMode::Fail,
             };
             match agent::proxy(client, stream, mode, &label).await {
-                Ok(totals) => {
-                    served
-                        .bytes_to_target
-                        .fetch_add(totals.bytes_to_agent, Ordering::Relaxed);
-                    served
-                        .bytes_from_target
-                        .fetch_add(totals.bytes_to_client, Ordering::Relaxed);
-                }
+                Ok(totals) => served.moved(totals.bytes_to_agent, totals.bytes_to_client),
                 Err(e) => served.fail(format!("{label}: ssh-agent connection closed: {e}")),
             }
         }
