@@ -190,14 +190,20 @@ pub fn expand_home(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// An absolute directory on this platform (`/tmp` is relative on Windows).
+    const ROOT: &str = if cfg!(windows) { "C:/tmp" } else { "/tmp" };
+
     #[test]
     fn socket_flags_parse() {
-        let spec =
-            SocketSpec::parse_flag("/tmp/a.sock=npipe:openssh-ssh-agent;kind=ssh-agent").unwrap();
-        assert_eq!(spec.path, PathBuf::from("/tmp/a.sock"));
+        let spec = SocketSpec::parse_flag(&format!(
+            "{ROOT}/a.sock=npipe:openssh-ssh-agent;kind=ssh-agent"
+        ))
+        .unwrap();
+        assert_eq!(spec.path, PathBuf::from(format!("{ROOT}/a.sock")));
         assert_eq!(spec.target, "npipe:openssh-ssh-agent");
         assert_eq!(spec.kind, Kind::SshAgent);
-        let spec = SocketSpec::parse_flag("/tmp/d.sock=npipe:docker_engine,mode=byte").unwrap();
+        let spec = SocketSpec::parse_flag(&format!("{ROOT}/d.sock=npipe:docker_engine,mode=byte"))
+            .unwrap();
         assert_eq!(spec.target, "npipe:docker_engine,mode=byte");
         assert_eq!(spec.kind, Kind::Raw);
     }
@@ -205,49 +211,53 @@ mod tests {
     #[test]
     fn bad_socket_flags_name_the_fix() {
         let cases = [
-            ("/tmp/a.sock", "PATH=TARGET"),
+            ("/a.sock", "PATH=TARGET"),
             ("rel.sock=npipe:x", "relative"),
-            ("/tmp/a.sock=tcp:1.2.3.4:5", "npipe:NAME or assuan:FILE"),
-            ("/tmp/a.sock=npipe:x;kind=gpg", "kind `gpg` is unknown"),
-            ("/tmp/a.sock=", "no target"),
+            ("/a.sock=tcp:1.2.3.4:5", "npipe:NAME or assuan:FILE"),
+            ("/a.sock=npipe:x;kind=gpg", "kind `gpg` is unknown"),
+            ("/a.sock=", "no target"),
         ];
         for (input, needle) in cases {
-            let err = SocketSpec::parse_flag(input).unwrap_err();
+            let input = input.replacen("/a.sock", &format!("{ROOT}/a.sock"), 1);
+            let err = SocketSpec::parse_flag(&input).unwrap_err();
             assert!(err.contains(needle), "{input}: {err}");
         }
     }
 
     #[test]
     fn config_files_parse_and_errors_name_the_file() {
-        let text = r#"
+        let text = format!(
+            r#"
 windows_command = "wine64 pipewright.exe wsl-host"
 ssh_extensions = "fail"
 [[socket]]
-path = "/tmp/agent.sock"
+path = "{ROOT}/agent.sock"
 target = "npipe:openssh-ssh-agent"
 kind = "ssh-agent"
 [[socket]]
-path = "/tmp/docker.sock"
+path = "{ROOT}/docker.sock"
 target = "npipe:docker_engine"
-"#;
-        let c = FileConfig::parse(text, Path::new("wsl.toml")).unwrap();
+"#
+        );
+        let c = FileConfig::parse(&text, Path::new("wsl.toml")).unwrap();
         assert_eq!(c.ssh_extensions, Some(ExtensionSetting::Fail));
         assert_eq!(c.socket.len(), 2);
         assert_eq!(c.socket[1].kind, Kind::Raw);
         for (bad, needle) in [
-            ("[[socket]]\npath = \"/tmp/a\"\n", "target"),
+            ("[[socket]]\npath = \"/a\"\n", "target"),
             (
-                "[[socket]]\npath = \"/tmp/a\"\ntarget = \"npipe:x\"\nkind = \"gpg\"\n",
+                "[[socket]]\npath = \"/a\"\ntarget = \"npipe:x\"\nkind = \"gpg\"\n",
                 "kind",
             ),
             ("colour = 1\n", "colour"),
             (
-                "[[socket]]\npath = \"/tmp/a\"\ntarget = \"unix:/x\"\n",
+                "[[socket]]\npath = \"/a\"\ntarget = \"unix:/x\"\n",
                 "npipe:NAME or assuan:FILE",
             ),
             ("this is not toml", "wsl.toml"),
         ] {
-            let err = FileConfig::parse(bad, Path::new("wsl.toml")).unwrap_err();
+            let bad = bad.replacen("\"/a\"", &format!("\"{ROOT}/a\""), 1);
+            let err = FileConfig::parse(&bad, Path::new("wsl.toml")).unwrap_err();
             assert!(
                 err.contains("wsl.toml") && err.contains(needle),
                 "{bad}: {err}"
