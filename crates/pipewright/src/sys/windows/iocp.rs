@@ -2,7 +2,9 @@
 //!
 //! Every overlapped operation is an [`Op`]: the `OVERLAPPED` and the data buffer live in one
 //! heap block shared by an `Arc`. While the kernel owns the operation, one strong reference is
-//! parked in the `OVERLAPPED` pointer and is released only when the completion packet arrives,
+//! parked in the `OVERLAPPED` pointer and is released only when the completion packet arrives
+//! (or, on a stream handle set to skip the port on success, when the call returns having
+//! finished at once: then no packet comes and [`Op::start`] completes the operation in place),
 //! so neither the `OVERLAPPED` nor the buffer can be freed while Windows may still write to
 //! them, even when the stream that started the operation is dropped (the drop cancels its
 //! reads with `CancelIoEx` and the cancelled packets free the blocks; its writes go to the
@@ -18,6 +20,7 @@ use windows_sys::Win32::Foundation::{
     GetLastError, RtlNtStatusToDosError, ERROR_IO_PENDING, ERROR_MORE_DATA, HANDLE,
     INVALID_HANDLE_VALUE, WAIT_TIMEOUT,
 };
+use windows_sys::Win32::Storage::FileSystem::SetFileCompletionNotificationModes;
 use windows_sys::Win32::System::IO::{
     CancelIoEx, CreateIoCompletionPort, GetQueuedCompletionStatusEx, PostQueuedCompletionStatus,
     OVERLAPPED, OVERLAPPED_ENTRY,
@@ -68,6 +71,18 @@ pub(crate) fn associate(handle: HANDLE) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// `FILE_SKIP_COMPLETION_PORT_ON_SUCCESS` (winbase.h).
+const SKIP_COMPLETION_PORT_ON_SUCCESS: u8 = 1;
+
+/// Asks Windows not to queue a packet for an operation on `handle` that finishes at once
+/// (success, or a warning such as `ERROR_MORE_DATA`); [`Op::start`] then completes it in
+/// place, without a trip through the completion thread. `false` when the handle does not
+/// support it: every operation then completes through the port, as before.
+pub(crate) fn skip_port_on_success(handle: HANDLE) -> bool {
+    // SAFETY: `handle` is a valid open handle owned by the caller, associated with our port.
+    unsafe { SetFileCompletionNotificationModes(handle, SKIP_COMPLETION_PORT_ON_SUCCESS) != 0 }
 }
 
 /// Wakes the completion thread (a packet without an operation), so it serves the lingering
@@ -227,10 +242,15 @@ impl Op {
     /// Win32 call's result (`Ok(())` for success or pending). On an immediate failure the
     /// operation is `Done` with that error and no packet will come.
     ///
-    /// Returns `true` when the call finished at once with success (its packet still comes and
-    /// the status stays `Pending` until then, but the data has already been moved).
+    /// `skips_port` says the handle was set up with [`skip_port_on_success`]: an operation that
+    /// finishes at once (success or `ERROR_MORE_DATA`) is then `Done` on return, with no packet
+    /// and no wake-up. Without it the packet still comes and the status stays `Pending` until
+    /// then, although the data has already been moved.
+    ///
+    /// Returns `true` when the call finished at once with success.
     pub(crate) fn start(
         self: &Arc<Self>,
+        skips_port: bool,
         call: impl FnOnce(&mut Vec<u8>, *mut OVERLAPPED) -> Result<(), u32>,
     ) -> bool {
         {
@@ -248,14 +268,32 @@ impl Op {
         };
         // SAFETY: we set Pending above; the buffer is handed to the kernel from here on.
         let buf = unsafe { &mut *self.buf.get() };
-        match call(buf, overlapped) {
-            Ok(()) => true,
-            Err(code) if code == ERROR_IO_PENDING || code == ERROR_MORE_DATA => {
+        let result = call(buf, overlapped);
+        let finished_now = match result {
+            Ok(()) => Some(0),
+            Err(ERROR_MORE_DATA) => Some(ERROR_MORE_DATA),
+            Err(_) => None,
+        };
+        match (result, finished_now) {
+            (_, Some(error)) if skips_port => {
+                // Finished at once on a handle that skips the port on success: no packet
+                // will come, so take the kernel's reference back and complete here.
+                // SAFETY: `raw` came from `Arc::into_raw` above; with no packet coming,
+                // nobody else will turn it back into an `Arc`.
+                drop(unsafe { Arc::from_raw(raw) });
+                // SAFETY: the operation finished synchronously, so the kernel has written
+                // its final status and byte count and no longer touches the OVERLAPPED.
+                let bytes = unsafe { (*overlapped).InternalHigh };
+                self.complete(error, bytes);
+                error == 0
+            }
+            (Ok(()), _) => true,
+            (Err(code), _) if code == ERROR_IO_PENDING || code == ERROR_MORE_DATA => {
                 // A packet is queued for pending operations and for warnings such as
                 // ERROR_MORE_DATA (the status is not an error status).
                 false
             }
-            Err(code) => {
+            (Err(code), _) => {
                 // Failed at once: no packet will come, so take the kernel's reference back.
                 // SAFETY: `raw` came from `Arc::into_raw` above and was not handed over.
                 drop(unsafe { Arc::from_raw(raw) });

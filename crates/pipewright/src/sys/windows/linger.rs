@@ -26,9 +26,9 @@ pub(crate) struct SendHandle(pub(crate) HANDLE);
 unsafe impl Send for SendHandle {}
 
 /// Starts an overlapped `WriteFile` of `op`'s buffer on `handle`; `true` when it finished at
-/// once with success (the bytes are in the pipe).
-pub(crate) fn start_write(handle: HANDLE, op: &Arc<Op>) -> bool {
-    op.start(|buf, overlapped| {
+/// once with success (the bytes are in the pipe). `skips_port` as in [`Op::start`].
+pub(crate) fn start_write(handle: HANDLE, skips_port: bool, op: &Arc<Op>) -> bool {
+    op.start(skips_port, |buf, overlapped| {
         // SAFETY: the buffer and OVERLAPPED live in `op`, kept alive by the reference `start`
         // parks until the completion packet; the handle is open and overlapped.
         win32_result(unsafe {
@@ -46,6 +46,8 @@ pub(crate) fn start_write(handle: HANDLE, op: &Arc<Op>) -> bool {
 /// A stream end that is closing: its handle stays open until its writes are done.
 pub(crate) struct Linger {
     pub(crate) handle: SendHandle,
+    /// The handle completes operations that finish at once in place ([`Op::start`]).
+    pub(crate) skips_port: bool,
     /// Owns the handle: dropping it closes the handle.
     pub(crate) keep: Box<dyn Send>,
     /// Writes still in flight, in issue order.
@@ -90,7 +92,7 @@ impl Linger {
         }
         self.zero_message = false;
         let op = Op::new();
-        start_write(self.handle.0, &op);
+        start_write(self.handle.0, self.skips_port, &op);
         if matches!(op.status(), Status::Done { error, .. } if error != 0) {
             return true;
         }

@@ -284,7 +284,8 @@ impl Shared {
             }
         }));
         let raw_handle = raw(&handle);
-        op.start(|_, overlapped| {
+        // The instance does not skip the port: a connection is always reported by a packet.
+        op.start(false, |_, overlapped| {
             // SAFETY: the OVERLAPPED lives in `op` until its packet; the handle is an open,
             // overlapped server instance.
             win32_result(unsafe { ConnectNamedPipe(raw_handle, overlapped) })

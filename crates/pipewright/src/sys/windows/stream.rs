@@ -51,7 +51,7 @@ use windows_sys::Win32::Foundation::{
 };
 use windows_sys::Win32::Storage::FileSystem::ReadFile;
 
-use super::iocp::{win32_result, Op, Status};
+use super::iocp::{skip_port_on_success, win32_result, Op, Status};
 use super::linger::{self, Deadline, Linger, SendHandle};
 use super::pipe::{self, raw};
 use super::security::process_user_sid;
@@ -84,6 +84,9 @@ pub(crate) struct Pipe {
     pub(crate) handle: OwnedHandle,
     pub(crate) server: bool,
     pub(crate) path: String,
+    /// Operations that finish at once complete in place, without a packet
+    /// ([`skip_port_on_success`]).
+    pub(crate) skips_port: bool,
 }
 
 /// An outstanding read and the size it was issued with.
@@ -196,11 +199,15 @@ impl Stream {
         on_close: Option<OnClose>,
     ) -> Self {
         let read_size = FIRST_READ_SIZE.min(config.io_buffer_size);
+        // Connected, nothing in flight: from here a read or write that finishes at once
+        // costs no packet, no completion-thread wake-up and no task wake-up.
+        let skips_port = skip_port_on_success(raw(&handle));
         Stream {
             pipe: Some(Arc::new(Pipe {
                 handle,
                 server,
                 path: path.clone(),
+                skips_port,
             })),
             path,
             server,
@@ -278,7 +285,7 @@ impl Stream {
                 b.reserve(size);
             });
             let handle = raw(&pipe.handle);
-            op.start(|buf, overlapped| {
+            op.start(pipe.skips_port, |buf, overlapped| {
                 debug_assert!(buf.capacity() >= size);
                 // SAFETY: the buffer and OVERLAPPED live in `op`, kept alive by the reference
                 // `start` parks until the completion packet; the buffer has at least `size`
@@ -550,7 +557,7 @@ impl Stream {
         if data.len() > WRITE_KEEP {
             self.large_write_bufs = true;
         }
-        linger::start_write(raw(&pipe.handle), &op);
+        linger::start_write(raw(&pipe.handle), pipe.skips_port, &op);
         if let Status::Done { error, .. } = op.status() {
             if error != 0 {
                 op.reset();
@@ -880,9 +887,9 @@ impl Drop for Stream {
             // Nothing else in flight: the zero-byte message nearly always fits in the pipe at
             // once, and then the handle is closed before drop returns, so the instance is
             // gone at once (a server restarting in the same process can bind the name again).
-            // Its packet still comes and frees the operation.
+            // Its packet, if the handle does not skip the port, still comes and frees it.
             let zero = Op::new();
-            let sent_now = linger::start_write(handle, &zero);
+            let sent_now = linger::start_write(handle, pipe.skips_port, &zero);
             let failed_now = matches!(zero.status(), Status::Done { error, .. } if error != 0);
             if !(sent_now || failed_now) {
                 writes.push(zero);
@@ -900,6 +907,7 @@ impl Drop for Stream {
         // sent), on the completion thread, bounded by the linger limit.
         linger::hand_over(Linger {
             handle: SendHandle(handle),
+            skips_port: pipe.skips_port,
             keep: Box::new(pipe),
             writes,
             zero_message,
@@ -969,6 +977,53 @@ mod tests {
                 let cap = op.with_buf(|b| b.capacity()).unwrap();
                 assert!(cap <= WRITE_KEEP, "a write buffer kept {cap} bytes");
             }
+        });
+    }
+
+    /// A write the pipe takes at once, and a read of data already in the pipe, complete in
+    /// place: the operation is finished when the call returns, with no completion packet (and
+    /// so no completion-thread wake-up and no task wake-up) in between. Through the port they
+    /// would stay pending until the completion thread saw their packets.
+    #[test]
+    fn operations_that_finish_at_once_complete_in_place() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let name = PipeName::parse(&format!("pw-unit-inline-{}", std::process::id())).unwrap();
+            let lopts = ListenerOptions::new().mode(PipeMode::Message);
+            let listener = crate::sys::Listener::bind(&name, &lopts).unwrap();
+            let copts = ConnectOptions::new().mode(PipeMode::Message);
+            let mut client = crate::sys::connect_once(&name, &copts).await.unwrap();
+            let mut server = listener.accept().await.unwrap();
+            assert!(client.pipe.as_ref().unwrap().skips_port);
+            assert!(server.pipe.as_ref().unwrap().skips_port);
+            for i in 0..50u8 {
+                // 50 small messages fit in the pipe's buffer: each write is done on return.
+                let op = client.start_write(&[i; 40]).unwrap();
+                assert_eq!(
+                    op.status(),
+                    Status::Done {
+                        error: 0,
+                        bytes: 40
+                    },
+                    "write {i} finished in place"
+                );
+                client.writes.push_back(op);
+            }
+            client.reap_writes().unwrap();
+            assert!(client.writes.is_empty());
+            // The data is in the pipe before the first read is issued, so every read finishes
+            // at once; the reads issued after the last message stay pending.
+            for i in 0..50u8 {
+                let m = server.recv_message().await.unwrap().unwrap();
+                assert_eq!(m, [i; 40]);
+            }
+            assert!(server
+                .reads
+                .iter()
+                .all(|r| r.op.status() == Status::Pending));
         });
     }
 
