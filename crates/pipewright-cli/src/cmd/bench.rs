@@ -235,6 +235,9 @@ pub enum Case {
     Byte,
     /// A pipewright stream in message mode (`send_message`, `recv_message`).
     Message,
+    /// tokio's own named pipe in byte mode (Windows only): completions reach the runtime's
+    /// own port, with no thread of ours in between; a reference for the stream's rows.
+    Tokio,
 }
 
 impl Case {
@@ -245,6 +248,7 @@ impl Case {
             Case::RawMessage => "raw blocking, message pipe",
             Case::Byte => "pipewright byte mode",
             Case::Message => "pipewright message mode",
+            Case::Tokio => "tokio named pipe, byte mode",
         }
     }
 
@@ -254,6 +258,7 @@ impl Case {
             Case::RawMessage => "raw-message",
             Case::Byte => "byte",
             Case::Message => "message",
+            Case::Tokio => "tokio",
         }
     }
 
@@ -390,26 +395,37 @@ pub fn drive(
 /// [`drive`] through a pipewright stream: `send_message`/`recv_message` in message mode,
 /// `write_all`/`read_exact` in byte mode.
 async fn drive_stream(conn: &mut PipeStream, size: usize, run_for: Duration) -> Result<RoundTrips> {
-    let message = conn.mode() == PipeMode::Message;
+    if conn.mode() == PipeMode::Byte {
+        return drive_bytes(conn, size, run_for).await;
+    }
     let mut p = PingPong::new(size, run_for);
     while p.next() {
-        if message {
-            conn.send_message(&p.msg).await?;
-            let got = conn
-                .recv_message()
-                .await?
-                .context("the server ended the stream")?;
-            anyhow::ensure!(
-                got.len() == size,
-                "round trip {}: a {}-byte answer to a {size}-byte request",
-                p.n,
-                got.len()
-            );
-            p.reply.copy_from_slice(&got);
-        } else {
-            conn.write_all(&p.msg).await?;
-            conn.read_exact(&mut p.reply).await?;
-        }
+        conn.send_message(&p.msg).await?;
+        let got = conn
+            .recv_message()
+            .await?
+            .context("the server ended the stream")?;
+        anyhow::ensure!(
+            got.len() == size,
+            "round trip {}: a {}-byte answer to a {size}-byte request",
+            p.n,
+            got.len()
+        );
+        p.reply.copy_from_slice(&got);
+        p.answered()?;
+    }
+    Ok(p.out)
+}
+
+/// [`drive`] through any byte stream: `write_all`, then `read_exact` of the answer.
+async fn drive_bytes<S>(conn: &mut S, size: usize, run_for: Duration) -> Result<RoundTrips>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut p = PingPong::new(size, run_for);
+    while p.next() {
+        conn.write_all(&p.msg).await?;
+        conn.read_exact(&mut p.reply).await?;
         p.answered()?;
     }
     Ok(p.out)
@@ -417,24 +433,33 @@ async fn drive_stream(conn: &mut PipeStream, size: usize, run_for: Duration) -> 
 
 /// The server side through pipewright: echoes each request until the client's end.
 async fn echo_stream(mut conn: PipeStream, size: usize) -> Result<u64> {
+    if conn.mode() == PipeMode::Byte {
+        return echo_bytes(conn, size).await;
+    }
     let mut echoed = 0u64;
-    if conn.mode() == PipeMode::Message {
-        while let Some(m) = conn.recv_message().await? {
-            conn.send_message(&m).await?;
-            echoed += 1;
+    while let Some(m) = conn.recv_message().await? {
+        conn.send_message(&m).await?;
+        echoed += 1;
+    }
+    Ok(echoed)
+}
+
+/// Echoes `size`-byte requests on any byte stream until the client's end.
+async fn echo_bytes<S>(mut conn: S, size: usize) -> Result<u64>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut echoed = 0u64;
+    let mut buf = vec![0u8; size];
+    loop {
+        // A clean end comes before a request's first byte.
+        let n = conn.read(&mut buf).await?;
+        if n == 0 {
+            break;
         }
-    } else {
-        let mut buf = vec![0u8; size];
-        loop {
-            // A clean end comes before a request's first byte.
-            let n = conn.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            conn.read_exact(&mut buf[n..]).await?;
-            conn.write_all(&buf).await?;
-            echoed += 1;
-        }
+        conn.read_exact(&mut buf[n..]).await?;
+        conn.write_all(&buf).await?;
+        echoed += 1;
     }
     Ok(echoed)
 }
@@ -451,19 +476,52 @@ async fn pipewright_ping_pong(
     let mut client = connect_with(name, &ConnectOptions::new().mode(mode)).await?;
     let server = listener.accept().await?;
     drop(listener);
-    let echo = tokio::spawn(echo_stream(server, size));
-    let driven = tokio::spawn(async move {
+    let driven = async move {
         let driven = drive_stream(&mut client, size, run_for).await;
         // Dropping the client ends the echo task (orderly in both modes).
         drop(client);
         driven
-    })
-    .await?;
-    // A failing server also fails the client: its error is the one to report.
+    };
+    echo_and_drive(echo_stream(server, size), driven).await
+}
+
+/// Runs the echo server and the client as tasks of this runtime and puts the server's count
+/// into the client's round trips. A failing server also fails the client: its error is the
+/// one to report.
+async fn echo_and_drive(
+    echo: impl std::future::Future<Output = Result<u64>> + Send + 'static,
+    drive: impl std::future::Future<Output = Result<RoundTrips>> + Send + 'static,
+) -> Result<RoundTrips> {
+    let echo = tokio::spawn(echo);
+    let driven = tokio::spawn(drive).await?;
     let echoed = echo.await?.context("echo server")?;
     let mut trips = driven?;
     trips.echoed = echoed;
     Ok(trips)
+}
+
+/// Round trips of `size` bytes through tokio's own named pipe (byte mode); client and server
+/// are tasks of this runtime.
+#[cfg(windows)]
+async fn tokio_ping_pong(name: &str, size: usize, run_for: Duration) -> Result<RoundTrips> {
+    use tokio::net::windows::named_pipe::{ClientOptions, ServerOptions};
+    let path = pipewright::PipeName::parse(name)?.platform_path();
+    let server = ServerOptions::new()
+        .first_pipe_instance(true)
+        .create(&path)?;
+    let mut client = ClientOptions::new().open(&path)?;
+    server.connect().await?;
+    let driven = async move {
+        let driven = drive_bytes(&mut client, size, run_for).await;
+        drop(client);
+        driven
+    };
+    echo_and_drive(echo_bytes(server, size), driven).await
+}
+
+#[cfg(not(windows))]
+async fn tokio_ping_pong(_name: &str, _size: usize, _run_for: Duration) -> Result<RoundTrips> {
+    anyhow::bail!("--case tokio compares tokio's named pipes, which exist only on Windows")
 }
 
 /// The median, p50 and p99 of one case at one size.
@@ -525,6 +583,7 @@ async fn run_case(case: Case, size: usize, run_for: Duration, tag: &str) -> Resu
         }
         Case::Byte => pipewright_ping_pong(&name, PipeMode::Byte, size, run_for).await,
         Case::Message => pipewright_ping_pong(&name, PipeMode::Message, size, run_for).await,
+        Case::Tokio => tokio_ping_pong(&name, size, run_for).await,
     }
 }
 
@@ -535,7 +594,13 @@ async fn ping_pong(a: PingPongArgs) -> Result<()> {
         "--size takes message sizes from 1 byte to 16MiB"
     );
     let all: &[Case] = if cfg!(windows) {
-        &[Case::RawByte, Case::RawMessage, Case::Byte, Case::Message]
+        &[
+            Case::RawByte,
+            Case::RawMessage,
+            Case::Byte,
+            Case::Message,
+            Case::Tokio,
+        ]
     } else {
         &[Case::RawByte, Case::Byte, Case::Message]
     };
@@ -546,7 +611,7 @@ async fn ping_pong(a: PingPongArgs) -> Result<()> {
     };
     anyhow::ensure!(
         !cases.is_empty(),
-        "--case raw-message needs a Windows message pipe; on Unix use raw-byte, byte or message"
+        "--case raw-message and --case tokio need Windows named pipes; on Unix use raw-byte, byte or message"
     );
     cases.dedup();
     // figures[size][case][round]
