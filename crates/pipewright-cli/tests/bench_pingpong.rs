@@ -9,7 +9,7 @@ use cli_support::{pipewright, run, stderr, stdout};
 /// The cases this platform runs, in the order they are printed.
 fn cases() -> &'static [&'static str] {
     if cfg!(windows) {
-        &["raw-byte", "raw-message", "byte", "message"]
+        &["raw-byte", "raw-message", "byte", "message", "tokio"]
     } else {
         &["raw-byte", "byte", "message"]
     }
@@ -96,6 +96,19 @@ fn pingpong_runs_one_case_alone_and_refuses_a_case_this_platform_lacks() {
             err.contains("raw-message needs a Windows message pipe"),
             "{err}"
         );
+    }
+    let out = run(pipewright().args([
+        "bench", "pingpong", "--rounds", "1", "--time", "100ms", "--size", "40", "--case", "tokio",
+        "--json",
+    ]));
+    if cfg!(windows) {
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+        assert_eq!(v["rows"][0]["case"], "tokio", "{v}");
+        assert_eq!(v["rows"][0]["verified"], true, "{v}");
+    } else {
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("--case tokio"), "{}", stderr(&out));
     }
     let out = run(pipewright().args([
         "bench", "pingpong", "--rounds", "1", "--time", "100ms", "--size", "0",

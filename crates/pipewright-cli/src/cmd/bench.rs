@@ -611,7 +611,7 @@ async fn ping_pong(a: PingPongArgs) -> Result<()> {
     };
     anyhow::ensure!(
         !cases.is_empty(),
-        "--case raw-message and --case tokio need Windows named pipes; on Unix use raw-byte, byte or message"
+        "--case raw-message needs a Windows message pipe (and --case tokio Windows named pipes); on Unix use raw-byte, byte or message"
     );
     cases.dedup();
     // figures[size][case][round]
