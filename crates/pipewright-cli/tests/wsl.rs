@@ -28,6 +28,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod cli_support;
+use cli_support::unique_name;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -191,7 +194,7 @@ async fn real_openssh(host: Host) {
 
     // The agent behind the Windows pipe.
     let (port, _) = tcp_front(agent_sock.clone(), None).await;
-    let pipe = unique("openssh-ssh-agent");
+    let pipe = unique_name("openssh-ssh-agent");
     case.serve_pipe(&pipe, port).await;
 
     let socket = case.dir.join("agent.sock");
@@ -235,8 +238,8 @@ async fn extension_modes(host: Host) {
     let mut case = Case::new(host, "ext");
     let old = MockAgent::start(AgentKind::DropsExtensions).await;
     let new = MockAgent::start(AgentKind::AnswersExtensions).await;
-    let old_pipe = unique("openssh-ssh-agent-old");
-    let new_pipe = unique("openssh-ssh-agent-new");
+    let old_pipe = unique_name("openssh-ssh-agent-old");
+    let new_pipe = unique_name("openssh-ssh-agent-new");
     case.serve_pipe(&old_pipe, old.port).await;
     case.serve_pipe(&new_pipe, new.port).await;
     let old_sock = case.dir.join("old.sock");
@@ -311,7 +314,7 @@ async fn extension_modes(host: Host) {
 async fn docker_http(host: Host) {
     let mut case = Case::new(host, "docker");
     let (port, requests) = http_server(r#"{"Version":"test"}"#).await;
-    let pipe = unique("docker_engine");
+    let pipe = unique_name("docker_engine");
     case.serve_pipe(&pipe, port).await;
     let socket = case.dir.join("docker.sock");
     let script = r#"
@@ -432,7 +435,7 @@ async fn gpg_assuan(host: Host) {
 async fn slow_reply_after_half_close(host: Host) {
     let mut case = Case::new(host, "slow");
     let port = slow_server(Duration::from_secs(2)).await;
-    let pipe = unique("slow");
+    let pipe = unique_name("slow");
     case.serve_pipe_with(&pipe, port, true).await;
     let socket = case.dir.join("slow.sock");
     case.up(&[format!("{}=npipe:{pipe}", socket.display())])
@@ -448,7 +451,7 @@ async fn slow_reply_after_half_close(host: Host) {
 async fn concurrency_and_restart(host: Host) {
     let mut case = Case::new(host, "load");
     let port = tcp_echo().await;
-    let pipe = unique("echo");
+    let pipe = unique_name("echo");
     case.serve_pipe(&pipe, port).await;
     let socket = case.dir.join("echo.sock");
     case.up(&[format!("{}=npipe:{pipe}", socket.display())])
@@ -525,7 +528,7 @@ async fn concurrency_and_restart(host: Host) {
 async fn two_shells(host: Host) {
     let mut case = Case::new(host, "twice");
     let agent = MockAgent::start(AgentKind::AnswersExtensions).await;
-    let pipe = unique("openssh-ssh-agent");
+    let pipe = unique_name("openssh-ssh-agent");
     case.serve_pipe(&pipe, agent.port).await;
     // A socket file left behind by a daemon that died: nobody listens on it.
     std::fs::create_dir_all(&case.dir).unwrap();
@@ -583,7 +586,7 @@ async fn two_shells(host: Host) {
 
 async fn target_down(host: Host) {
     let case = Case::new(host, "down");
-    let missing = unique("not-running");
+    let missing = unique_name("not-running");
     let raw = case.dir.join("raw.sock");
     let agent = case.dir.join("agent.sock");
     case.up(&[
@@ -623,7 +626,7 @@ async fn target_down(host: Host) {
 async fn bad_frames(host: Host) {
     let mut case = Case::new(host, "frames");
     let agent = MockAgent::start(AgentKind::AnswersExtensions).await;
-    let pipe = unique("openssh-ssh-agent");
+    let pipe = unique_name("openssh-ssh-agent");
     case.serve_pipe(&pipe, agent.port).await;
     let socket = case.dir.join("agent.sock");
     case.up(&[format!("{}=npipe:{pipe};kind=ssh-agent", socket.display())])
@@ -746,7 +749,7 @@ struct Case {
 
 impl Case {
     fn new(host: Host, prefix: &str) -> Case {
-        let root = std::env::temp_dir().join(unique(&format!("pwwsl-{prefix}")));
+        let root = std::env::temp_dir().join(unique_name(&format!("pwwsl-{prefix}")));
         let runtime = root.join("rt");
         std::fs::create_dir_all(&runtime).unwrap();
         std::fs::create_dir_all(root.join("config")).unwrap();
@@ -1385,17 +1388,6 @@ fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_pipewright")
 }
 
-/// A name no other test or run uses.
-fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}-{:08x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        rand::random::<u32>()
-    )
-}
-
 /// `path` with `suffix` appended to its file name.
 fn path_with(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -1463,57 +1455,52 @@ fn socket_status<'a>(status: &'a Value, path: &Path) -> &'a Value {
         .unwrap_or_else(|| panic!("{path} is not in the status: {status}"))
 }
 
+/// Every process: its pid and its `/proc` directory.
+fn processes() -> impl Iterator<Item = (u32, PathBuf)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((pid, entry.path()))
+        })
+}
+
 /// The pids of the `pipewright wsl up` processes for `dir`.
 fn daemons_for(dir: &Path) -> Vec<u32> {
     let dir = dir.to_str().unwrap();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = raw.split(|&b| b == 0).collect();
-        let is_up = args.windows(2).any(|w| w == [&b"wsl"[..], b"up"]);
-        let for_dir = args
-            .windows(2)
-            .any(|w| w[0] == b"--dir" && w[1] == dir.as_bytes());
-        if is_up && for_dir {
-            pids.push(pid);
-        }
-    }
-    pids
+    processes()
+        .filter(|(_, proc_dir)| {
+            let Ok(raw) = std::fs::read(proc_dir.join("cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = raw.split(|&b| b == 0).collect();
+            let is_up = args.windows(2).any(|w| w == [&b"wsl"[..], b"up"]);
+            let for_dir = args
+                .windows(2)
+                .any(|w| w[0] == b"--dir" && w[1] == dir.as_bytes());
+            is_up && for_dir
+        })
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 /// The processes holding a `*.lock` file of `dir` open.
 fn lock_holders(dir: &Path) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let holds = std::fs::read_dir(entry.path().join("fd"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-            .any(|target| {
-                target.parent() == Some(dir) && target.extension().is_some_and(|e| e == "lock")
-            });
-        if holds {
-            pids.push(pid);
-        }
-    }
-    pids
+    processes()
+        .filter(|(_, proc_dir)| {
+            std::fs::read_dir(proc_dir.join("fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|target| {
+                    target.parent() == Some(dir) && target.extension().is_some_and(|e| e == "lock")
+                })
+        })
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 /// A process's command line (arguments joined by spaces), if it runs.

@@ -268,32 +268,18 @@ impl Op {
         };
         // SAFETY: we set Pending above; the buffer is handed to the kernel from here on.
         let buf = unsafe { &mut *self.buf.get() };
-        let result = call(buf, overlapped);
-        let finished_now = match result {
-            Ok(()) => Some(0),
-            Err(ERROR_MORE_DATA) => Some(ERROR_MORE_DATA),
-            Err(_) => None,
-        };
-        match (result, finished_now) {
-            (_, Some(error)) if skips_port => {
-                // Finished at once on a handle that skips the port on success: no packet
-                // will come, so take the kernel's reference back and complete here.
-                // SAFETY: `raw` came from `Arc::into_raw` above; with no packet coming,
-                // nobody else will turn it back into an `Arc`.
-                drop(unsafe { Arc::from_raw(raw) });
-                // SAFETY: the operation finished synchronously, so the kernel has written
-                // its final status and byte count and no longer touches the OVERLAPPED.
-                let bytes = unsafe { (*overlapped).InternalHigh };
-                self.complete(error, bytes);
-                error == 0
+        match call(buf, overlapped) {
+            Ok(()) if skips_port => self.complete_in_place(raw, overlapped, 0),
+            Err(ERROR_MORE_DATA) if skips_port => {
+                self.complete_in_place(raw, overlapped, ERROR_MORE_DATA)
             }
-            (Ok(()), _) => true,
-            (Err(code), _) if code == ERROR_IO_PENDING || code == ERROR_MORE_DATA => {
+            Ok(()) => true,
+            Err(code) if code == ERROR_IO_PENDING || code == ERROR_MORE_DATA => {
                 // A packet is queued for pending operations and for warnings such as
                 // ERROR_MORE_DATA (the status is not an error status).
                 false
             }
-            (Err(code), _) => {
+            Err(code) => {
                 // Failed at once: no packet will come, so take the kernel's reference back.
                 // SAFETY: `raw` came from `Arc::into_raw` above and was not handed over.
                 drop(unsafe { Arc::from_raw(raw) });
@@ -305,6 +291,19 @@ impl Op {
                 false
             }
         }
+    }
+
+    /// Completes an operation that finished at once on a handle that skips the port on
+    /// success (no packet will come); `true` for success.
+    fn complete_in_place(&self, raw: *const Op, overlapped: *mut OVERLAPPED, error: u32) -> bool {
+        // SAFETY: `raw` came from `Arc::into_raw` in `start`; with no packet coming, nobody
+        // else will turn it back into an `Arc`.
+        drop(unsafe { Arc::from_raw(raw) });
+        // SAFETY: the operation finished synchronously, so the kernel has written its final
+        // status and byte count and no longer touches the OVERLAPPED.
+        let bytes = unsafe { (*overlapped).InternalHigh };
+        self.complete(error, bytes);
+        error == 0
     }
 
     fn complete(&self, error: u32, bytes: usize) {
