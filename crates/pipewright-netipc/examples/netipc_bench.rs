@@ -14,6 +14,9 @@
 //!   kernel floor;
 //! * `netipc L1`: `Session::call(INCREMENT)` against the managed server;
 //! * `netipc L2`: `Client::increment` (reconnecting, learning client) against the same server.
+//! * `netipc L2 blocking`: `blocking::Client::increment` against the same server: on Windows
+//!   both ends of the pipe are blocking (the client waits on the caller's thread, the server
+//!   serves the session on a thread of its own), the form a blocking C peer has.
 //! * `raw shm`: 40-byte messages published and received through one shared-memory region
 //!   (the same region code the sessions use: `shm::platform`), an echo thread on the other
 //!   side, no session layer;
@@ -229,7 +232,7 @@ fn endpoint_config() -> EndpointConfig {
     }
 }
 
-fn netipc(dir: &Path, secs: f64) -> (Stats, Stats) {
+fn netipc(dir: &Path, secs: f64) -> [Stats; 3] {
     let d = dir.to_owned();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<pipewright_netipc::managed::Stopper>();
     let server = server_thread(move |ready| async move {
@@ -260,9 +263,16 @@ fn netipc(dir: &Path, secs: f64) -> (Stats, Stats) {
         });
         (l1, l2)
     });
+    let mut c = blocking::Client::new(dir, "inc", ClientConfig::new(endpoint_config()))
+        .expect("blocking client");
+    let mut v = 0u64;
+    let l2b = measure!("netipc L2 blocking", secs, {
+        v = c.increment(v).expect("increment");
+    });
+    drop(c);
     stopper.stop();
     server.join().expect("server thread");
-    (l1, l2)
+    [l1, l2, l2b]
 }
 
 fn shm_endpoint_config() -> EndpointConfig {
@@ -410,9 +420,7 @@ fn main() {
         if cfg!(windows) {
             all.extend(raw_blocking_child("raw-message", secs));
         }
-        let (l1, l2) = netipc(&round_dir, secs);
-        all.push(l1);
-        all.push(l2);
+        all.extend(netipc(&round_dir, secs));
         if platform::SUPPORTED_PROFILES & profile::SHM_FUTEX != 0 {
             let raw = all.len();
             all.push(raw_shm(&round_dir, secs));

@@ -337,3 +337,153 @@ fn blocking_api() {
         "{err:?}"
     );
 }
+
+/// INCREMENT that holds its answer to 1000 until the test releases it (a stalled server).
+#[derive(Clone, Default)]
+struct StallAtThousand(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl StallAtThousand {
+    fn release(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+}
+
+impl Service for StallAtThousand {
+    fn method(&self) -> Option<u16> {
+        Some(method::INCREMENT)
+    }
+
+    fn handle(
+        &self,
+        code: u16,
+        request: &[u8],
+    ) -> Result<Vec<u8>, pipewright_netipc::service::ServiceError> {
+        if increment::decode(request)? == 1000 {
+            let (released, cv) = &*self.0;
+            let mut r = released.lock().unwrap();
+            while !*r {
+                r = cv.wait(r).unwrap();
+            }
+        }
+        Increment.handle(code, request)
+    }
+}
+
+/// A blocking client over the baseline (on Windows a blocking pipe, waiting on the caller's
+/// thread): a stalled answer fails at the call timeout (no retry) and drops the session;
+/// once the server answers late, the next call reconnects and gets its own answer.
+#[test]
+fn blocking_client_over_the_baseline_times_out_and_recovers() {
+    let dir = TempDir::new();
+    let stall = StallAtThousand::default();
+    let server = blocking::ManagedServer::start(
+        dir.path(),
+        "slow",
+        ManagedConfig::new(endpoint()),
+        stall.clone(),
+    )
+    .unwrap();
+    let config = ClientConfig {
+        call_timeout: Duration::from_millis(300),
+        ..ClientConfig::new(endpoint())
+    };
+    let mut c = blocking::Client::new(dir.path(), "slow", config).unwrap();
+    assert_eq!(c.increment(1).unwrap(), 2);
+    let first = c.negotiated().unwrap().session_id;
+    match c.increment(1000) {
+        Err(ClientError::TimedOut(t)) => assert_eq!(t, Duration::from_millis(300)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(c.negotiated().is_none(), "the timed-out session is dropped");
+    stall.release();
+    // The late answer (1001) must never be taken for this call's.
+    assert_eq!(c.increment(41).unwrap(), 42);
+    assert!(c.negotiated().unwrap().session_id > first);
+    server.stop();
+}
+
+/// INCREMENT that notes the name of each thread it answers on.
+#[derive(Clone, Default)]
+struct NoteThreads(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Service for NoteThreads {
+    fn method(&self) -> Option<u16> {
+        Some(method::INCREMENT)
+    }
+
+    fn handle(
+        &self,
+        code: u16,
+        request: &[u8],
+    ) -> Result<Vec<u8>, pipewright_netipc::service::ServiceError> {
+        let name = std::thread::current().name().unwrap_or("").to_owned();
+        self.0.lock().unwrap().push(name);
+        Increment.handle(code, request)
+    }
+}
+
+/// Sessions served on threads of their own (named pipes) and as tasks (over the thread
+/// limit, and every UDS session) answer the same: several blocking clients at once, each
+/// checking every answer; then stopping the server ends every session, idle ones included,
+/// and the name can be served again at once.
+#[test]
+fn sessions_on_threads_and_tasks_answer_and_stop() {
+    for threads in [0usize, 2, 64] {
+        let dir = TempDir::new();
+        let config = ManagedConfig {
+            max_session_threads: threads,
+            ..ManagedConfig::new(endpoint())
+        };
+        let noted = NoteThreads::default();
+        let server =
+            blocking::ManagedServer::start(dir.path(), "inc", config, noted.clone()).unwrap();
+        let clients: Vec<_> = (0..5u64)
+            .map(|k| {
+                let d = dir.path().to_owned();
+                std::thread::spawn(move || {
+                    let mut c =
+                        blocking::Client::new(&d, "inc", ClientConfig::new(endpoint())).unwrap();
+                    let mut v = k * 1_000_000;
+                    for _ in 0..200 {
+                        let next = c.increment(v).unwrap();
+                        assert_eq!(next, v + 1, "threads {threads}");
+                        v = next;
+                    }
+                    c
+                })
+            })
+            .collect();
+        // Keep the clients connected and idle while the server stops.
+        let idle: Vec<_> = clients.into_iter().map(|t| t.join().unwrap()).collect();
+        // Which sessions had a thread: on Windows (named pipes) as many as the limit
+        // allows, on Unix none (the UDS transport has no blocking form).
+        let names = noted.0.lock().unwrap().clone();
+        let mut on_threads: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with("netipc-session-"))
+            .collect();
+        on_threads.sort();
+        on_threads.dedup();
+        let expected = if cfg!(windows) { threads.min(5) } else { 0 };
+        assert_eq!(
+            on_threads.len(),
+            expected,
+            "threads {threads}: {on_threads:?}"
+        );
+        assert_eq!(names.len(), 5 * 200, "every request answered once");
+        server.stop();
+        let again = blocking::ManagedServer::start(
+            dir.path(),
+            "inc",
+            ManagedConfig::new(endpoint()),
+            Increment,
+        )
+        .unwrap_or_else(|e| panic!("threads {threads}: the name is still held: {e}"));
+        for mut c in idle {
+            // The old session is gone: the client reconnects to the new server.
+            assert_eq!(c.increment(7).unwrap(), 8, "threads {threads}");
+        }
+        again.stop();
+    }
+}

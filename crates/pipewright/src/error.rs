@@ -35,6 +35,8 @@ pub enum ErrorKind {
     Closed,
     /// The platform does not support this operation.
     Unsupported,
+    /// A blocking stream's [`Interrupter`](crate::Interrupter) stopped it.
+    Stopped,
     /// Any other operating-system error.
     Other,
 }
@@ -54,6 +56,7 @@ impl ErrorKind {
             ErrorKind::MessageTooLarge => "message too large",
             ErrorKind::Closed => "closed",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Stopped => "stopped",
             ErrorKind::Other => "error",
         }
     }
@@ -70,6 +73,7 @@ impl ErrorKind {
             ErrorKind::MessageTooLarge => io::ErrorKind::InvalidData,
             ErrorKind::Closed => io::ErrorKind::NotConnected,
             ErrorKind::Unsupported => io::ErrorKind::Unsupported,
+            ErrorKind::Stopped => io::ErrorKind::ConnectionAborted,
             ErrorKind::Other => io::ErrorKind::Other,
         }
     }

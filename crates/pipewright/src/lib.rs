@@ -41,6 +41,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod blocking;
 mod connect;
 mod error;
 mod listener;
@@ -50,6 +51,7 @@ mod peer;
 mod stream;
 mod sys;
 
+pub use blocking::{BlockingPipeStream, Interrupter};
 pub use connect::{connect, connect_with, probe};
 pub use error::{Error, ErrorKind, Result};
 pub use listener::Listener;

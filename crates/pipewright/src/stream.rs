@@ -51,6 +51,10 @@ impl PipeStream {
         PipeStream { inner }
     }
 
+    pub(crate) fn into_sys(self) -> sys::Stream {
+        self.inner
+    }
+
     /// Byte or message mode.
     pub fn mode(&self) -> PipeMode {
         self.inner.mode()

@@ -238,6 +238,11 @@ pub enum Case {
     /// tokio's own named pipe in byte mode (Windows only): completions reach the runtime's
     /// own port, with no thread of ours in between; a reference for the stream's rows.
     Tokio,
+    /// A pipewright stream in byte mode turned blocking (`into_blocking`), one thread per
+    /// side, `io::Write`/`io::Read`.
+    BlockingByte,
+    /// A pipewright stream in message mode turned blocking, one thread per side.
+    BlockingMessage,
 }
 
 impl Case {
@@ -249,6 +254,8 @@ impl Case {
             Case::Byte => "pipewright byte mode",
             Case::Message => "pipewright message mode",
             Case::Tokio => "tokio named pipe, byte mode",
+            Case::BlockingByte => "pipewright blocking, byte mode",
+            Case::BlockingMessage => "pipewright blocking, message mode",
         }
     }
 
@@ -259,13 +266,17 @@ impl Case {
             Case::Byte => "byte",
             Case::Message => "message",
             Case::Tokio => "tokio",
+            Case::BlockingByte => "blocking-byte",
+            Case::BlockingMessage => "blocking-message",
         }
     }
 
     /// The raw case this one is compared with.
     fn floor(self) -> Case {
         match self {
-            Case::Message | Case::RawMessage if cfg!(windows) => Case::RawMessage,
+            Case::Message | Case::RawMessage | Case::BlockingMessage if cfg!(windows) => {
+                Case::RawMessage
+            }
             _ => Case::RawByte,
         }
     }
@@ -500,6 +511,75 @@ async fn echo_and_drive(
     Ok(trips)
 }
 
+/// Round trips of `size` bytes through a fresh pipewright listener and client in `mode`, both
+/// turned blocking (`into_blocking`), one thread per side, as the raw rows do.
+async fn blocking_ping_pong(
+    name: &str,
+    mode: PipeMode,
+    size: usize,
+    run_for: Duration,
+) -> Result<RoundTrips> {
+    let listener = Listener::bind_with(name, &ListenerOptions::new().backlog(1).mode(mode))?;
+    let client = connect_with(name, &ConnectOptions::new().mode(mode)).await?;
+    let server = listener.accept().await?;
+    drop(listener);
+    let mut client = client.into_blocking().await?;
+    let server = server.into_blocking().await?;
+    let trips = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|s| {
+            let echo = s.spawn(move || blocking_echo(server, size));
+            let driven = drive(size, run_for, |msg, reply| {
+                use std::io::{Read, Write};
+                if mode == PipeMode::Byte {
+                    client.write_all(msg)?;
+                    return client.read_exact(reply);
+                }
+                client.send_message(msg)?;
+                let got = client
+                    .recv_message()?
+                    .ok_or_else(|| io::Error::other("the server ended the stream"))?;
+                if got.len() != reply.len() {
+                    return Err(io::Error::other(format!(
+                        "a {}-byte answer to a {}-byte request",
+                        got.len(),
+                        reply.len()
+                    )));
+                }
+                reply.copy_from_slice(&got);
+                Ok(())
+            });
+            // Dropping the client ends the echo thread (orderly in both modes).
+            drop(client);
+            with_echoed(driven, echo)
+        })
+    })
+    .await?;
+    Ok(trips?)
+}
+
+/// The server side of [`blocking_ping_pong`]: echoes each request until the client's end.
+fn blocking_echo(mut conn: pipewright::BlockingPipeStream, size: usize) -> io::Result<u64> {
+    use std::io::{Read, Write};
+    let mut echoed = 0u64;
+    if conn.mode() == PipeMode::Message {
+        while let Some(m) = conn.recv_message()? {
+            conn.send_message(&m)?;
+            echoed += 1;
+        }
+        return Ok(echoed);
+    }
+    let mut buf = vec![0u8; size];
+    loop {
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            return Ok(echoed);
+        }
+        conn.read_exact(&mut buf[n..])?;
+        conn.write_all(&buf)?;
+        echoed += 1;
+    }
+}
+
 /// Round trips of `size` bytes through tokio's own named pipe (byte mode); client and server
 /// are tasks of this runtime.
 #[cfg(windows)]
@@ -584,6 +664,8 @@ async fn run_case(case: Case, size: usize, run_for: Duration, tag: &str) -> Resu
         Case::Byte => pipewright_ping_pong(&name, PipeMode::Byte, size, run_for).await,
         Case::Message => pipewright_ping_pong(&name, PipeMode::Message, size, run_for).await,
         Case::Tokio => tokio_ping_pong(&name, size, run_for).await,
+        Case::BlockingByte => blocking_ping_pong(&name, PipeMode::Byte, size, run_for).await,
+        Case::BlockingMessage => blocking_ping_pong(&name, PipeMode::Message, size, run_for).await,
     }
 }
 
@@ -600,9 +682,17 @@ async fn ping_pong(a: PingPongArgs) -> Result<()> {
             Case::Byte,
             Case::Message,
             Case::Tokio,
+            Case::BlockingByte,
+            Case::BlockingMessage,
         ]
     } else {
-        &[Case::RawByte, Case::Byte, Case::Message]
+        &[
+            Case::RawByte,
+            Case::Byte,
+            Case::Message,
+            Case::BlockingByte,
+            Case::BlockingMessage,
+        ]
     };
     let mut cases: Vec<Case> = if a.case.is_empty() {
         all.to_vec()
@@ -671,7 +761,7 @@ async fn ping_pong(a: PingPongArgs) -> Result<()> {
         humantime::format_duration(a.time)
     );
     outln!(
-        "  {:<6} {:<28} {:>12} {:>9} {:>9} {:>8}",
+        "  {:<6} {:<34} {:>12} {:>9} {:>9} {:>8}",
         "size",
         "case",
         "round trips/s",
@@ -684,7 +774,7 @@ async fn ping_pong(a: PingPongArgs) -> Result<()> {
             .as_f64()
             .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
         outln!(
-            "  {:<6} {:<28} {:>12.0} {:>9.1} {:>9.1} {:>8}",
+            "  {:<6} {:<34} {:>12.0} {:>9.1} {:>9.1} {:>8}",
             size_label(r["size"].as_u64().unwrap_or(0)),
             r["label"].as_str().unwrap_or(""),
             r["round_trips_per_s"].as_f64().unwrap_or(0.0),

@@ -171,8 +171,10 @@ impl Client {
         }
     }
 
-    /// Makes shared-memory waits block the calling thread (the blocking
-    /// client's fast path) instead of running on the blocking pool.
+    /// Makes the calls block the calling thread (the blocking client's fast
+    /// path): shared-memory waits run there instead of on the blocking pool,
+    /// and a baseline named pipe is made blocking (a response waits on the
+    /// calling thread, at most the call timeout).
     pub(crate) fn set_inline_shm(&mut self, inline: bool) {
         self.inline_shm = inline;
     }
@@ -239,15 +241,20 @@ impl Client {
     /// the configuration and the client reconnects on the baseline.
     async fn open_session(&mut self) -> Result<Session<DefaultTransport>, SessionError> {
         let (dir, service, inline) = (&self.run_dir, &self.service, self.inline_shm);
-        match Session::connect_with(dir, service, &self.config.endpoint, inline).await {
-            Err(SessionError::ShmAttach { .. }) => {
-                let e = &mut self.config.endpoint;
-                e.supported_profiles &= !ALL_SHM_PROFILES;
-                e.preferred_profiles &= !ALL_SHM_PROFILES;
-                Session::connect_with(dir, service, e, inline).await
-            }
-            other => other,
+        let mut session =
+            match Session::connect_with(dir, service, &self.config.endpoint, inline).await {
+                Err(SessionError::ShmAttach { .. }) => {
+                    let e = &mut self.config.endpoint;
+                    e.supported_profiles &= !ALL_SHM_PROFILES;
+                    e.preferred_profiles &= !ALL_SHM_PROFILES;
+                    Session::connect_with(dir, service, e, inline).await
+                }
+                other => other,
+            }?;
+        if inline {
+            session.make_blocking(self.config.call_timeout).await?;
         }
+        Ok(session)
     }
 
     /// Sends one request of method `code` and returns the response payload.

@@ -58,6 +58,9 @@ pub const DEFAULT_MAX_HANDSHAKES: usize = 16;
 /// Default number of shared-memory sessions at once
 /// ([`ManagedConfig::max_shm_sessions`]).
 pub const DEFAULT_MAX_SHM_SESSIONS: usize = 64;
+/// Default number of baseline sessions served on threads of their own
+/// ([`ManagedConfig::max_session_threads`]).
+pub const DEFAULT_MAX_SESSION_THREADS: usize = 64;
 /// Request batch items a managed server allows when its configuration says 0
 /// (the handshake agrees on `min(client, server)`).
 pub const SERVICE_BATCH_ITEMS_DEFAULT: u32 = 1024;
@@ -81,6 +84,13 @@ pub struct ManagedConfig {
     /// `workers`, is offered the baseline only: its HELLO_ACK selects
     /// BASELINE and it is served over the connection.
     pub max_shm_sessions: usize,
+    /// Baseline sessions served on a thread of their own at once, when the
+    /// transport has a blocking form (named pipes: each request is awaited
+    /// on the session's thread, on the read's own event, the way a blocking
+    /// server does, with no hop through a completion thread or the runtime).
+    /// Further sessions, and every UDS session, are served as tasks. 0 serves
+    /// every session as a task.
+    pub max_session_threads: usize,
     /// How far the response limit may grow.
     pub max_response_ceiling: u32,
 }
@@ -116,6 +126,7 @@ impl ManagedConfig {
             workers: DEFAULT_WORKERS,
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
             max_shm_sessions: DEFAULT_MAX_SHM_SESSIONS,
+            max_session_threads: DEFAULT_MAX_SESSION_THREADS,
             max_response_ceiling: resp_ceiling,
         }
     }
@@ -228,8 +239,10 @@ impl<L: PacketListener> ManagedServer<L> {
         let workers = Arc::new(Semaphore::new(config.workers.max(1)));
         let handshakes = Arc::new(Semaphore::new(config.max_handshakes.max(1)));
         let shm_slots = Arc::new(Semaphore::new(config.max_shm_sessions));
+        let thread_slots = Arc::new(Semaphore::new(config.max_session_threads));
         let mut sessions = JoinSet::new();
-        // Every shared-memory worker holds a clone until its region is gone.
+        // Every session thread (shared memory, or a blocking baseline) holds a
+        // clone until its region or pipe is gone.
         let (shm_done, mut shm_all_done) = mpsc::channel::<()>(1);
         let result = loop {
             while sessions.try_join_next().is_some() {}
@@ -260,6 +273,7 @@ impl<L: PacketListener> ManagedServer<L> {
             let done = shm_done.clone();
             let workers = workers.clone();
             let shm_slots = shm_slots.clone();
+            let thread_slots = thread_slots.clone();
             sessions.spawn(async move {
                 let mut permit = None;
                 let mut shm_permit = None;
@@ -281,7 +295,10 @@ impl<L: PacketListener> ManagedServer<L> {
                         (Some(_), Some(slot)) => {
                             serve_shm_session(session, shared, done, slot).await
                         }
-                        _ => serve_session(session, &shared).await,
+                        _ => match thread_slots.try_acquire_owned() {
+                            Ok(slot) => serve_on_thread(session, shared, done, slot).await,
+                            Err(_) => serve_session(session, &shared).await,
+                        },
                     }
                 }
                 drop(permit);
@@ -405,6 +422,51 @@ async fn serve_session<T: PacketTransport, L: PacketListener>(
         let sent = session.send_reply(&reply.header, &answer).await;
         if reply.close || sent.is_err() {
             return;
+        }
+    }
+}
+
+/// Serves a baseline session on a thread of its own when its transport has a
+/// blocking form (named pipes), else as this task. The thread holds `done` and
+/// `slot` until the session and its pipe are gone; cancelling this task (the
+/// server stops) interrupts the thread's blocked receive.
+async fn serve_on_thread<T: PacketTransport + 'static, L: PacketListener>(
+    mut session: ServerSession<T>,
+    shared: Arc<Shared<L>>,
+    done: mpsc::Sender<()>,
+    slot: OwnedSemaphorePermit,
+) {
+    let stop = match session.make_blocking().await {
+        Ok(Some(stop)) => stop,
+        Ok(None) => return serve_session(session, &shared).await,
+        Err(_) => return,
+    };
+    let session_id = session.negotiated().session_id;
+    let (finished, thread_done) = oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name(format!("netipc-session-{session_id}"))
+        .spawn(move || {
+            super::on_thread::run(serve_session(session, &shared));
+            drop(shared);
+            drop(slot);
+            drop(finished);
+            drop(done);
+        });
+    if spawned.is_ok() {
+        let mut guard = InterruptOnDrop(Some(stop));
+        let _ = thread_done.await;
+        guard.0 = None;
+    }
+}
+
+/// Interrupts a session thread's blocked call if the task waiting for it is
+/// dropped before the thread is done.
+struct InterruptOnDrop(Option<pipewright::Interrupter>);
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.0 {
+            stop.interrupt();
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod blocking;
 pub mod client;
 pub mod lookups;
 pub mod managed;
+mod on_thread;
 
 use crate::codec::cgroups_snapshot::{self, Snapshot};
 use crate::codec::{increment, string_reverse, CodecError};

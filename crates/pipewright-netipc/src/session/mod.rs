@@ -187,6 +187,8 @@ fn map_io(e: io::Error) -> SessionError {
         io::ErrorKind::UnexpectedEof
         | io::ErrorKind::ConnectionReset
         | io::ErrorKind::BrokenPipe => SessionError::Closed,
+        // Only a blocking transport's read timeout (the call timeout) gives this.
+        io::ErrorKind::TimedOut => SessionError::DeadlineExceeded,
         _ => SessionError::Io(e),
     }
 }
@@ -238,6 +240,18 @@ impl<T: PacketTransport> Link<T> {
 
     fn transport(&mut self) -> Result<&mut T, SessionError> {
         self.transport.as_mut().ok_or(SessionError::Broken)
+    }
+
+    /// [`PacketTransport::make_blocking`] for a baseline link; `None` over shared memory
+    /// or when the transport has no blocking form.
+    async fn make_blocking(
+        &mut self,
+        read_timeout: Option<std::time::Duration>,
+    ) -> Result<Option<pipewright::Interrupter>, SessionError> {
+        match &mut self.transport {
+            Some(t) if self.shm.is_none() => t.make_blocking(read_timeout).await.map_err(map_io),
+            _ => Ok(None),
+        }
     }
 
     /// Marks the start of an operation; an operation that is dropped midway
@@ -459,6 +473,17 @@ impl<T: PacketTransport + 'static> Session<T> {
 }
 
 impl<T: PacketTransport> Session<T> {
+    /// Makes a baseline session's calls block the calling thread (for a caller that owns
+    /// it, like the blocking client); a response that takes longer than `read_timeout`
+    /// fails the call with [`SessionError::DeadlineExceeded`]. `false` when the session
+    /// runs over shared memory or its transport has no blocking form.
+    pub(crate) async fn make_blocking(
+        &mut self,
+        read_timeout: std::time::Duration,
+    ) -> Result<bool, SessionError> {
+        Ok(self.link.make_blocking(Some(read_timeout)).await?.is_some())
+    }
+
     /// Whether the session runs over shared memory (and which profile).
     pub fn shm_profile(&self) -> Option<u32> {
         self.link.shm.as_ref().and_then(ShmLink::profile)
@@ -802,6 +827,15 @@ fn withdraw_shm(mut cfg: EndpointConfig, available: u32) -> EndpointConfig {
 }
 
 impl<T: PacketTransport> ServerSession<T> {
+    /// Makes a baseline session's receives and sends block the calling thread, for a server
+    /// that serves it on a thread of its own; returns what stops that thread's blocked call,
+    /// or `None` (over shared memory, or a transport with no blocking form).
+    pub(crate) async fn make_blocking(
+        &mut self,
+    ) -> Result<Option<pipewright::Interrupter>, SessionError> {
+        self.link.make_blocking(None).await
+    }
+
     /// The agreed session parameters.
     pub fn negotiated(&self) -> &Negotiated {
         &self.link.negotiated

@@ -15,6 +15,7 @@ use crate::wire::naming::NamingError;
 use pipewright_shm::ShmError;
 use std::future::Future;
 use std::io;
+use std::time::Duration;
 
 pub mod endpoint;
 pub mod pipe;
@@ -37,6 +38,19 @@ pub trait PacketTransport: Send {
     /// than `buf` is an error ([`io::ErrorKind::InvalidData`]), never silently
     /// truncated; the peer closing is [`io::ErrorKind::UnexpectedEof`].
     fn recv_packet(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>> + Send;
+
+    /// Makes this transport's calls block the calling thread, for a session that owns a
+    /// thread (a blocking client, a server session on a thread of its own): a receive then
+    /// waits in place, and one that waits longer than `read_timeout` fails with
+    /// [`io::ErrorKind::TimedOut`]. Returns what stops a blocked call from another thread,
+    /// or `None` when the transport has no blocking form (the default: it stays as it is).
+    fn make_blocking(
+        &mut self,
+        read_timeout: Option<Duration>,
+    ) -> impl Future<Output = io::Result<Option<pipewright::Interrupter>>> + Send {
+        let _ = read_timeout;
+        async { Ok(None) }
+    }
 }
 
 /// A listener that hands out connected [`PacketTransport`]s (the server side

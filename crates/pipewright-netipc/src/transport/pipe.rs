@@ -28,7 +28,10 @@
 
 use crate::transport::{PacketListener, PacketTransport};
 use crate::wire::naming::{pipe_name, NamingError};
-use pipewright::{ConnectOptions, ErrorKind, Listener, ListenerOptions, PipeMode, PipeStream};
+use pipewright::{
+    BlockingPipeStream, ConnectOptions, ErrorKind, Interrupter, Listener, ListenerOptions,
+    PipeMode, PipeStream,
+};
 use std::io;
 use std::time::Duration;
 
@@ -120,15 +123,49 @@ impl PacketListener for PipeListener {
 /// One connected message-mode pipe.
 #[derive(Debug)]
 pub struct PipeTransport {
-    stream: PipeStream,
+    stream: Stream,
     packet_size: u32,
     scratch: Vec<u8>,
+}
+
+/// The pipe, async or (for a session that owns a thread) blocking.
+#[derive(Debug)]
+enum Stream {
+    Async(PipeStream),
+    Blocking(BlockingPipeStream),
+    /// Only while [`PacketTransport::make_blocking`] switches.
+    Switching,
+}
+
+impl Stream {
+    async fn send(&mut self, msg: &[u8]) -> pipewright::Result<()> {
+        match self {
+            Stream::Async(s) => s.send_message(msg).await,
+            Stream::Blocking(s) => s.send_message(msg),
+            Stream::Switching => Err(switch_failed()),
+        }
+    }
+
+    async fn recv(&mut self) -> pipewright::Result<Option<Vec<u8>>> {
+        match self {
+            Stream::Async(s) => s.recv_message().await,
+            Stream::Blocking(s) => s.recv_message(),
+            Stream::Switching => Err(switch_failed()),
+        }
+    }
+}
+
+fn switch_failed() -> pipewright::Error {
+    pipewright::Error::new(
+        ErrorKind::Closed,
+        "the pipe could not be made blocking and was closed",
+    )
 }
 
 impl PipeTransport {
     fn new(stream: PipeStream, packet_size: u32) -> PipeTransport {
         PipeTransport {
-            stream,
+            stream: Stream::Async(stream),
             packet_size,
             scratch: Vec::new(),
         }
@@ -165,13 +202,13 @@ impl PacketTransport for PipeTransport {
 
     async fn send_packet(&mut self, parts: &[&[u8]]) -> io::Result<()> {
         let result = if let [one] = parts {
-            self.stream.send_message(one).await
+            self.stream.send(one).await
         } else {
             self.scratch.clear();
             for p in parts {
                 self.scratch.extend_from_slice(p);
             }
-            self.stream.send_message(&self.scratch).await
+            self.stream.send(&self.scratch).await
         };
         result.map_err(|e| match e.kind() {
             ErrorKind::Disconnected | ErrorKind::Closed => closed(),
@@ -180,7 +217,7 @@ impl PacketTransport for PipeTransport {
     }
 
     async fn recv_packet(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.stream.recv_message().await {
+        match self.stream.recv().await {
             Ok(Some(msg)) if msg.len() > buf.len() => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -200,5 +237,26 @@ impl PacketTransport for PipeTransport {
                 _ => io::Error::from(e),
             }),
         }
+    }
+
+    /// Turns the pipe into a [`BlockingPipeStream`]: from here `send_packet` and
+    /// `recv_packet` block the calling thread (a read waits on its own event, with no hop
+    /// through the completion thread or a runtime), so only a session that owns a thread
+    /// may use it. A read that waits longer than `read_timeout` fails with
+    /// [`io::ErrorKind::TimedOut`].
+    async fn make_blocking(
+        &mut self,
+        read_timeout: Option<Duration>,
+    ) -> io::Result<Option<Interrupter>> {
+        let stream = match std::mem::replace(&mut self.stream, Stream::Switching) {
+            Stream::Async(s) => s.into_blocking().await.map_err(io::Error::from)?,
+            Stream::Blocking(s) => s,
+            Stream::Switching => return Err(switch_failed().into()),
+        };
+        let mut stream = stream;
+        stream.set_read_timeout(read_timeout);
+        let interrupter = stream.interrupter();
+        self.stream = Stream::Blocking(stream);
+        Ok(Some(interrupter))
     }
 }

@@ -2,11 +2,13 @@
 
 mod framing;
 mod listener;
+mod socket;
 mod stream;
 
 use std::io;
 
 pub(crate) use listener::Listener;
+pub(crate) use socket::Interrupt;
 pub(crate) use stream::{connect_once, Stream};
 
 use crate::error::{ErrorKind, Result};

@@ -8,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::UnixStream;
 
 use super::framing::{too_large, FrameReader, FrameWriter};
+use super::socket::{Interrupt, Socket, SEND_FLAGS};
 use crate::error::{Error, ErrorKind, Result};
 use crate::name::PipeName;
 use crate::options::{ConnectOptions, PipeMode, StreamConfig};
@@ -16,19 +17,12 @@ use crate::peer::{Peer, PeerUser};
 /// Largest read `recv_message` makes in byte mode.
 const BYTE_READ_SIZE: usize = 64 * 1024;
 
-/// No SIGPIPE from a send to a peer that is gone (Apple systems have no such flag; Rust
-/// programs ignore SIGPIPE there by default).
-#[cfg(not(target_vendor = "apple"))]
-const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
-#[cfg(target_vendor = "apple")]
-const SEND_FLAGS: libc::c_int = 0;
-
 /// The longest path `sockaddr_un` holds, without its terminating NUL.
 pub(crate) const MAX_SOCKET_PATH: usize = 107;
 
 #[derive(Debug)]
 pub(crate) struct Stream {
-    io: UnixStream,
+    io: Socket,
     config: StreamConfig,
     server: bool,
     reader: FrameReader,
@@ -44,7 +38,7 @@ pub(crate) struct Stream {
 impl Stream {
     pub(crate) fn new(io: UnixStream, config: StreamConfig, server: bool, path: String) -> Self {
         Stream {
-            io,
+            io: Socket::Async(io),
             config,
             server,
             reader: FrameReader::default(),
@@ -64,14 +58,33 @@ impl Stream {
     }
 
     pub(crate) fn peer(&self) -> Result<Peer> {
-        let cred = self
+        let (pid, uid) = self
             .io
             .peer_cred()
             .map_err(|e| Error::from_io(e, &self.path, "read peer credentials"))?;
         Ok(Peer {
-            pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
-            user: Some(PeerUser::Uid(cred.uid())),
+            pid: pid.and_then(|p| u32::try_from(p).ok()),
+            user: Some(PeerUser::Uid(uid)),
         })
+    }
+
+    /// Makes every later read and write block the calling thread (for an owner with a
+    /// thread of its own); what was queued is written first, and what the frame reader
+    /// holds stays first in line.
+    pub(crate) async fn make_blocking(&mut self) -> Result<std::sync::Arc<Interrupt>> {
+        let result = async {
+            std::future::poll_fn(|cx| self.writer.poll_drain(&mut self.io, cx)).await?;
+            self.io.make_blocking()
+        }
+        .await;
+        result.map_err(|e| Error::from_stream(e, &self.path, "make blocking"))
+    }
+
+    /// The longest a blocking read waits for data (`None`: no limit).
+    pub(crate) fn set_read_timeout(&mut self, timeout: Option<std::time::Duration>) {
+        if let Err(e) = self.io.set_read_timeout(timeout) {
+            tracing::warn!(error = %e, "could not set the read timeout");
+        }
     }
 
     fn closed_error(&self) -> io::Error {
@@ -235,7 +248,8 @@ impl Stream {
     fn try_send_queued(&mut self) -> bool {
         let socket = socket2::SockRef::from(&self.io);
         while !self.writer.is_drained() {
-            match socket.send_with_flags(self.writer.unwritten(), SEND_FLAGS) {
+            // Never waits, on a blocking socket too.
+            match socket.send_with_flags(self.writer.unwritten(), SEND_FLAGS | libc::MSG_DONTWAIT) {
                 Ok(n) if n > 0 => self.writer.consumed(n),
                 _ => return false,
             }

@@ -13,17 +13,20 @@
 
 use std::cell::UnsafeCell;
 use std::io;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use windows_sys::Win32::Foundation::{
     GetLastError, RtlNtStatusToDosError, ERROR_IO_PENDING, ERROR_MORE_DATA, HANDLE,
-    INVALID_HANDLE_VALUE, WAIT_TIMEOUT,
+    INVALID_HANDLE_VALUE, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Storage::FileSystem::SetFileCompletionNotificationModes;
+use windows_sys::Win32::System::Threading::{CreateEventW, WaitForMultipleObjects, INFINITE};
 use windows_sys::Win32::System::IO::{
-    CancelIoEx, CreateIoCompletionPort, GetQueuedCompletionStatusEx, PostQueuedCompletionStatus,
-    OVERLAPPED, OVERLAPPED_ENTRY,
+    CancelIoEx, CreateIoCompletionPort, GetOverlappedResult, GetQueuedCompletionStatusEx,
+    PostQueuedCompletionStatus, OVERLAPPED, OVERLAPPED_ENTRY,
 };
 
 use super::linger;
@@ -174,6 +177,9 @@ pub(crate) struct Op {
     buf: UnsafeCell<Vec<u8>>,
     state: Mutex<OpState>,
     hook: Option<Hook>,
+    /// The manual-reset event of operations started with [`Op::start_evented`], made on
+    /// first use.
+    event: OnceLock<OwnedHandle>,
 }
 
 // SAFETY: `overlapped` and `buf` are touched by the kernel only while the status is
@@ -212,6 +218,7 @@ impl Op {
                 waker: None,
             }),
             hook,
+            event: OnceLock::new(),
         })
     }
 
@@ -306,6 +313,136 @@ impl Op {
         error == 0
     }
 
+    /// Starts an operation that completes through its own event instead of the port: the
+    /// `OVERLAPPED` names the event with its low bit set, which tells Windows never to queue
+    /// a packet for it, whatever the handle's association. It finishes in place when the
+    /// call finishes at once; otherwise the owner finishes it with [`wait_evented`]
+    /// (or [`cancel_evented`]), on its own thread, without the completion thread.
+    ///
+    /// [`wait_evented`]: Self::wait_evented
+    /// [`cancel_evented`]: Self::cancel_evented
+    pub(crate) fn start_evented(
+        self: &Arc<Self>,
+        call: impl FnOnce(&mut Vec<u8>, *mut OVERLAPPED) -> Result<(), u32>,
+    ) -> io::Result<()> {
+        let event = self.event()?;
+        {
+            let mut st = self.lock();
+            debug_assert!(st.status != Status::Pending, "operation already pending");
+            st.status = Status::Pending;
+        }
+        let raw = Arc::into_raw(self.clone());
+        // SAFETY: status is Pending and nothing else touches the OVERLAPPED until the owner
+        // finishes the operation; zeroing it is the documented preparation, and the event
+        // handle (low bit set: no completion packet) stays open as long as `self`.
+        let overlapped = unsafe {
+            let ov = self.overlapped.get();
+            std::ptr::write(ov, std::mem::zeroed());
+            (*ov).hEvent = (event as usize | 1) as HANDLE;
+            ov
+        };
+        // SAFETY: we set Pending above; the buffer is handed to the kernel from here on.
+        let buf = unsafe { &mut *self.buf.get() };
+        match call(buf, overlapped) {
+            Ok(()) => {
+                self.complete_in_place(raw, overlapped, 0);
+            }
+            Err(ERROR_MORE_DATA) => {
+                self.complete_in_place(raw, overlapped, ERROR_MORE_DATA);
+            }
+            Err(ERROR_IO_PENDING) => {}
+            Err(code) => {
+                // SAFETY: `raw` came from `Arc::into_raw` above and was not handed over.
+                drop(unsafe { Arc::from_raw(raw) });
+                self.lock().status = Status::Done {
+                    error: code,
+                    bytes: 0,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    fn event(&self) -> io::Result<HANDLE> {
+        if let Some(e) = self.event.get() {
+            return Ok(e.as_raw_handle() as HANDLE);
+        }
+        // Windows resets the event again when each operation starts.
+        let owned = manual_reset_event()?;
+        Ok(self.event.get_or_init(|| owned).as_raw_handle() as HANDLE)
+    }
+
+    /// Waits for an operation started with [`start_evented`](Self::start_evented) on
+    /// `handle` to finish, or for `stop` to be signalled, or for `until`. On `stop` or
+    /// `until` the operation is cancelled and then finished all the same (with
+    /// `ERROR_OPERATION_ABORTED`, or with its result if it finished meanwhile): either way it
+    /// is `Done` on return and the kernel no longer owns its buffer. Returns `false` when it
+    /// was cancelled that way.
+    pub(crate) fn wait_evented(
+        &self,
+        handle: HANDLE,
+        stop: HANDLE,
+        until: Option<Instant>,
+    ) -> bool {
+        let Some(event) = self.event.get().map(|e| e.as_raw_handle() as HANDLE) else {
+            return true;
+        };
+        if self.status() != Status::Pending {
+            return true;
+        }
+        let waits = [event, stop];
+        let timeout = match until {
+            None => INFINITE,
+            Some(t) => t
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .min(u128::from(INFINITE - 1)) as u32,
+        };
+        // SAFETY: both handles are open events owned by `self` and the caller.
+        let woke = unsafe { WaitForMultipleObjects(2, waits.as_ptr(), 0, timeout) };
+        if woke == WAIT_OBJECT_0 {
+            self.finish_evented(handle);
+            true
+        } else {
+            self.cancel_evented(handle);
+            false
+        }
+    }
+
+    /// Cancels an operation started with [`start_evented`](Self::start_evented) if it is
+    /// still pending on `handle`, and waits for the kernel to be done with it.
+    pub(crate) fn cancel_evented(&self, handle: HANDLE) {
+        if self.event.get().is_none() || self.status() != Status::Pending {
+            return;
+        }
+        // SAFETY: `handle` is the open handle the operation was started on; the OVERLAPPED
+        // is the one handed to the kernel. If it has just finished, this does nothing.
+        unsafe {
+            CancelIoEx(handle, self.overlapped.get());
+        }
+        self.finish_evented(handle);
+    }
+
+    /// Waits for a pending evented operation's result and completes it.
+    fn finish_evented(&self, handle: HANDLE) {
+        let mut bytes = 0u32;
+        // SAFETY: `handle` is the handle the operation was started on and the OVERLAPPED is
+        // the one handed to the kernel, alive while we hold `self`; waiting (`TRUE`) returns
+        // only once the kernel is done with it.
+        let ok = unsafe { GetOverlappedResult(handle, self.overlapped.get(), &mut bytes, 1) };
+        let error = if ok != 0 {
+            0
+        } else {
+            // SAFETY: reads this thread's last-error value.
+            unsafe { GetLastError() }
+        };
+        // SAFETY: the reference `start_evented` parked; no packet comes for an evented
+        // operation, so this is the only place it is taken back, once (the status leaves
+        // Pending right after).
+        drop(unsafe { Arc::from_raw(self as *const Op) });
+        self.complete(error, bytes as usize);
+    }
+
     fn complete(&self, error: u32, bytes: usize) {
         let waker = {
             let mut st = self.lock();
@@ -363,6 +500,17 @@ impl Op {
             st.waker = None;
         }
     }
+}
+
+/// A new unnamed manual-reset event, not signalled.
+pub(crate) fn manual_reset_event() -> io::Result<OwnedHandle> {
+    // SAFETY: no security attributes and no name; the result is checked below.
+    let handle = unsafe { CreateEventW(std::ptr::null(), 1, 0, std::ptr::null()) };
+    if handle.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh handle nobody else owns.
+    Ok(unsafe { OwnedHandle::from_raw_handle(handle as _) })
 }
 
 /// Win32 `BOOL` result to `Result<(), code>` for [`Op::start`].

@@ -1,6 +1,7 @@
 //! Windows: named pipes with the crate's own overlapped I/O on one completion port.
 
 mod connect;
+mod interrupt;
 mod iocp;
 mod linger;
 mod listener;
@@ -11,6 +12,7 @@ mod stream;
 use std::io;
 
 pub(crate) use connect::connect_once;
+pub(crate) use interrupt::Interrupt;
 pub(crate) use listener::Listener;
 pub(crate) use stream::Stream;
 

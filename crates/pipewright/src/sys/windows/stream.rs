@@ -47,10 +47,12 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use windows_sys::Win32::Foundation::{
-    ERROR_BROKEN_PIPE, ERROR_MORE_DATA, ERROR_NO_DATA, ERROR_PIPE_NOT_CONNECTED,
+    ERROR_BROKEN_PIPE, ERROR_MORE_DATA, ERROR_NO_DATA, ERROR_OPERATION_ABORTED,
+    ERROR_PIPE_NOT_CONNECTED, HANDLE,
 };
 use windows_sys::Win32::Storage::FileSystem::ReadFile;
 
+use super::interrupt::Interrupt;
 use super::iocp::{skip_port_on_success, win32_result, Op, Status};
 use super::linger::{self, Deadline, Linger, SendHandle};
 use super::pipe::{self, raw};
@@ -77,6 +79,9 @@ const WRITE_KEEP: usize = 64 * 1024;
 /// Text of the error a message-mode read gives when the peer vanished.
 const VANISHED: &str = "receive: the peer went away without closing (no end-of-stream message): \
 it was killed or crashed, or is not a pipewright peer; treat the last exchange as incomplete";
+
+/// Text of the error of a blocking stream after its interrupter was used.
+const STOPPED: &str = "the blocking stream was interrupted (Interrupter::interrupt); drop it";
 
 /// The handle and what is known about it.
 #[derive(Debug)]
@@ -130,6 +135,13 @@ struct Ending {
     zero: Option<Arc<Op>>,
 }
 
+/// A stream whose reads block the calling thread ([`Stream::make_blocking`]).
+#[derive(Debug)]
+struct BlockingReads {
+    interrupt: Arc<Interrupt>,
+    timeout: Option<Duration>,
+}
+
 /// Called when a server stream goes away, so the listener can top up its instances.
 pub(crate) type OnClose = Box<dyn FnOnce() + Send + Sync>;
 
@@ -158,6 +170,8 @@ pub(crate) struct Stream {
     write_state: WriteState,
     ending: Option<Ending>,
     on_close: Option<OnClose>,
+    /// Reads complete through their own events, waited for on the reading thread.
+    blocking: Option<BlockingReads>,
 }
 
 impl std::fmt::Debug for Stream {
@@ -227,6 +241,7 @@ impl Stream {
             write_state: WriteState::Open,
             ending: None,
             on_close,
+            blocking: None,
         }
     }
 
@@ -272,7 +287,13 @@ impl Stream {
         let Some(pipe) = self.pipe.clone() else {
             return;
         };
-        while self.reads.len() < READS_IN_FLIGHT && matches!(self.read_end, ReadEnd::Open) {
+        // A blocking reader asks for data when it needs it, as a plain blocking program does.
+        let in_flight = if self.blocking.is_some() {
+            1
+        } else {
+            READS_IN_FLIGHT
+        };
+        while self.reads.len() < in_flight && matches!(self.read_end, ReadEnd::Open) {
             let op = self.spare_reads.pop().unwrap_or_else(Op::new);
             let size = self.read_size;
             op.with_buf(|b| {
@@ -285,12 +306,12 @@ impl Stream {
                 b.reserve(size);
             });
             let handle = raw(&pipe.handle);
-            op.start(pipe.skips_port, |buf, overlapped| {
+            let read = |buf: &mut Vec<u8>, overlapped| {
                 debug_assert!(buf.capacity() >= size);
                 // SAFETY: the buffer and OVERLAPPED live in `op`, kept alive by the reference
-                // `start` parks until the completion packet; the buffer has at least `size`
-                // bytes of capacity (reserved above), which ReadFile may write; the handle is
-                // open and overlapped.
+                // `start` parks until the operation is finished; the buffer has at least
+                // `size` bytes of capacity (reserved above), which ReadFile may write; the
+                // handle is open and overlapped.
                 win32_result(unsafe {
                     ReadFile(
                         handle,
@@ -300,7 +321,18 @@ impl Stream {
                         overlapped,
                     )
                 })
-            });
+            };
+            if self.blocking.is_some() {
+                if let Err(e) = op.start_evented(read) {
+                    // No event for it: fail this read like a failed ReadFile.
+                    tracing::warn!(error = %e, "could not create a read event");
+                    self.read_end = ReadEnd::Failed(ErrorKind::Other, format!("receive: {e}"));
+                    self.spare_reads.push(op);
+                    break;
+                }
+            } else {
+                op.start(pipe.skips_port, read);
+            }
             let failed_now = matches!(op.status(), Status::Done { error, .. } if error != 0 && error != ERROR_MORE_DATA);
             self.reads.push_back(Read { op, size });
             if failed_now {
@@ -352,8 +384,20 @@ impl Stream {
                 self.read_end = ReadEnd::Eof;
                 continue;
             };
+            if let (Some(blocking), Some(pipe)) = (&self.blocking, &self.pipe) {
+                let until = blocking.timeout.map(deadline_after);
+                let stop = blocking.interrupt.handle();
+                front.op.wait_evented(raw(&pipe.handle), stop, until);
+            }
             let (error, bytes) = ready!(front.op.poll_done(cx));
             let Read { op, size } = self.reads.pop_front().expect("front exists");
+            if error == ERROR_OPERATION_ABORTED && bytes == 0 {
+                if let Some(stopped) = self.blocking.as_ref().map(|b| b.interrupt.is_set()) {
+                    // Our own wait gave up: nothing was read, nothing is lost.
+                    self.recycle_read(op);
+                    return Poll::Ready(Err(self.blocking_wait_ended(stopped)));
+                }
+            }
             if error == 0 || error == ERROR_MORE_DATA {
                 let more = error == ERROR_MORE_DATA;
                 let bytes = bytes.min(size);
@@ -393,6 +437,78 @@ impl Stream {
     fn recycle_read(&mut self, op: Arc<Op>) {
         op.reset();
         self.spare_reads.push(op);
+    }
+
+    /// The error of a blocking read whose wait ended without data: interrupted (the stream
+    /// is unusable from then on) or timed out (the next read starts afresh).
+    fn blocking_wait_ended(&mut self, stopped: bool) -> io::Error {
+        if stopped {
+            self.read_end = ReadEnd::Failed(ErrorKind::Stopped, STOPPED.to_string());
+            return Error::new(ErrorKind::Stopped, STOPPED)
+                .with_pipe(self.path())
+                .into();
+        }
+        let limit = self.blocking.as_ref().and_then(|b| b.timeout);
+        Error::new(
+            ErrorKind::TimedOut,
+            format!(
+                "receive: nothing arrived within the read timeout of {limit:?}; \
+                 the stream is still usable"
+            ),
+        )
+        .with_pipe(self.path())
+        .into()
+    }
+
+    /// Turns the reads to blocking ones, for a stream whose owner has a thread of its own:
+    /// from here a read that has to wait blocks the calling thread on the read's own event
+    /// (no completion thread, no task wake-up), until data, the read timeout or
+    /// [`Interrupt::interrupt`]. Reads in flight are cancelled first; what they had already
+    /// read stays first in line. Writes are unchanged.
+    pub(crate) async fn make_blocking(&mut self) -> Result<Arc<Interrupt>> {
+        if let Some(b) = &self.blocking {
+            return Ok(b.interrupt.clone());
+        }
+        let interrupt =
+            Interrupt::new().map_err(|e| Error::from_stream(e, &self.path, "make blocking"))?;
+        if let Some(pipe) = &self.pipe {
+            linger::cancel_ops(raw(&pipe.handle), self.reads.iter().map(|r| &r.op));
+        }
+        for read in &self.reads {
+            std::future::poll_fn(|cx| read.op.poll_done(cx)).await;
+        }
+        let (aborted, kept): (Vec<Read>, Vec<Read>) = self.reads.drain(..).partition(|r| {
+            matches!(r.op.status(), Status::Done { error, bytes: 0 } if error == ERROR_OPERATION_ABORTED)
+        });
+        self.reads = kept.into();
+        for read in aborted {
+            self.recycle_read(read.op);
+        }
+        // The spare reads' buffers are kept; they get their events when first started.
+        self.blocking = Some(BlockingReads {
+            interrupt: interrupt.clone(),
+            timeout: None,
+        });
+        Ok(interrupt)
+    }
+
+    /// The longest a blocking read waits for data (`None`: no limit).
+    pub(crate) fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        if let Some(b) = &mut self.blocking {
+            b.timeout = timeout;
+        }
+    }
+
+    /// Cancels the reads in flight (on drop and close): blocking ones are finished here,
+    /// the others by their packets.
+    fn cancel_reads(&self, handle: HANDLE) {
+        if self.blocking.is_some() {
+            for read in &self.reads {
+                read.op.cancel_evented(handle);
+            }
+        } else {
+            linger::cancel_ops(handle, self.reads.iter().map(|r| &r.op));
+        }
     }
 
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Vec<u8>>>> {
@@ -723,7 +839,7 @@ impl Stream {
     fn close_now(&mut self, cancel_writes: bool) {
         if let Some(pipe) = self.pipe.take() {
             let handle = raw(&pipe.handle);
-            linger::cancel_ops(handle, self.reads.iter().map(|r| &r.op));
+            self.cancel_reads(handle);
             if cancel_writes {
                 linger::cancel_ops(handle, self.writes.iter());
                 if let Some(zero) = self.ending.as_ref().and_then(|e| e.zero.as_ref()) {
@@ -862,7 +978,7 @@ impl Drop for Stream {
         };
         let handle = raw(&pipe.handle);
         // Only the reads are cancelled; each cancelled read's packet frees its block.
-        linger::cancel_ops(handle, self.reads.iter().map(|r| &r.op));
+        self.cancel_reads(handle);
         let _ = self.reap_writes();
         let mut writes: Vec<Arc<Op>> = self.writes.drain(..).collect();
         let zero_started = match self.ending.take().and_then(|e| e.zero) {

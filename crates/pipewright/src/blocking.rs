@@ -1,0 +1,286 @@
+//! Blocking streams, for a connection that owns a thread: each call blocks the calling
+//! thread until it is done, with no runtime and no hop to another thread.
+//!
+//! On Windows a blocking read waits on its own event (the completion thread and the task
+//! wake-up of the async path are skipped), which is what a request/response loop spends its
+//! time on; writes keep the async path's in-flight writes and linger. On Unix the socket is
+//! taken off tokio's reactor and used as a plain blocking socket. The message framing, the
+//! end-of-stream marker and the bytes-written-arrive guarantee are those of [`PipeStream`].
+
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::options::PipeMode;
+use crate::peer::Peer;
+use crate::stream::PipeStream;
+use crate::sys;
+
+/// A connected pipe (Windows) or Unix socket whose calls block the calling thread, from
+/// [`PipeStream::into_blocking`].
+///
+/// It is [`io::Read`] + [`io::Write`] and sends and receives whole messages like
+/// [`PipeStream`]. A read waits until data arrives, the [read
+/// timeout](Self::set_read_timeout) passes (nothing is lost; the stream stays usable) or an
+/// [`Interrupter`] stops the stream (every later call fails with
+/// [`Stopped`](ErrorKind::Stopped)). Dropping it ends the stream as dropping a `PipeStream`
+/// does: written bytes still arrive, and the peer reads the orderly end in message mode.
+///
+/// ```no_run
+/// use pipewright::{Listener, ListenerOptions, PipeMode};
+/// # async fn demo() -> pipewright::Result<()> {
+/// let listener = Listener::bind_with("echo", &ListenerOptions::new().mode(PipeMode::Message))?;
+/// let conn = listener.accept().await?.into_blocking().await?;
+/// std::thread::spawn(move || {
+///     let mut conn = conn;
+///     while let Ok(Some(msg)) = conn.recv_message() {
+///         if conn.send_message(&msg).is_err() {
+///             break;
+///         }
+///     }
+/// });
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct BlockingPipeStream {
+    inner: sys::Stream,
+    interrupter: Interrupter,
+}
+
+/// Stops a [`BlockingPipeStream`] from another thread: the call in progress returns an
+/// error of kind [`Stopped`](ErrorKind::Stopped), and so does every later one. On Unix the
+/// socket is also shut down both ways (the peer reads end of stream).
+///
+/// ```no_run
+/// # fn demo(mut conn: pipewright::BlockingPipeStream) {
+/// let stop = conn.interrupter();
+/// std::thread::spawn(move || stop.interrupt());
+/// assert!(conn.recv_message().is_err());
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Interrupter {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    sys: Arc<sys::Interrupt>,
+    /// The thread parked in a call, woken by `interrupt`.
+    parked: Mutex<Option<Thread>>,
+}
+
+impl Interrupter {
+    /// Stops the stream: the blocked call (if any) and all later ones fail with
+    /// [`Stopped`](ErrorKind::Stopped).
+    pub fn interrupt(&self) {
+        self.shared.sys.interrupt();
+        let parked = self
+            .shared
+            .parked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(thread) = parked {
+            thread.unpark();
+        }
+    }
+
+    /// Whether [`interrupt`](Self::interrupt) was called.
+    pub fn is_interrupted(&self) -> bool {
+        self.shared.sys.is_set()
+    }
+
+    fn stopped(&self) -> Error {
+        Error::new(
+            ErrorKind::Stopped,
+            "the blocking stream was stopped by its Interrupter; drop it",
+        )
+    }
+}
+
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs one stream operation on the calling thread. The first poll needs no waker (a
+/// blocking read waits in place, a write the pipe takes at once finishes in place); only
+/// an operation that has to wait for the completion thread (a write into a full pipe)
+/// parks the thread until it is woken or interrupted.
+fn block_on<T>(interrupter: &Interrupter, future: impl Future<Output = Result<T>>) -> Result<T> {
+    if interrupter.is_interrupted() {
+        return Err(interrupter.stopped());
+    }
+    let mut future = pin!(future);
+    if let Poll::Ready(v) = future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        return settle(interrupter, v);
+    }
+    let me = std::thread::current();
+    let waker = Waker::from(Arc::new(ThreadWaker(me.clone())));
+    let mut cx = Context::from_waker(&waker);
+    *interrupter
+        .shared
+        .parked
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(me);
+    let result = loop {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            break v;
+        }
+        if interrupter.is_interrupted() {
+            break Err(interrupter.stopped());
+        }
+        std::thread::park();
+    };
+    *interrupter
+        .shared
+        .parked
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = None;
+    settle(interrupter, result)
+}
+
+/// A call that failed or ended because of the interrupter reports `Stopped`.
+fn settle<T>(interrupter: &Interrupter, result: Result<T>) -> Result<T> {
+    match result {
+        Err(e) if interrupter.is_interrupted() && e.kind() != ErrorKind::Stopped => {
+            Err(interrupter.stopped())
+        }
+        r => r,
+    }
+}
+
+impl PipeStream {
+    /// Turns this stream into a [`BlockingPipeStream`] for a thread of its own. What was
+    /// written is still delivered and what has arrived is still read first; a read this
+    /// stream had in flight is cancelled without losing data.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> pipewright::Result<()> {
+    /// let conn = pipewright::connect("svc").await?.into_blocking().await?;
+    /// std::thread::spawn(move || {
+    ///     let mut conn = conn;
+    ///     conn.send_message(b"ping")
+    /// });
+    /// # Ok(()) }
+    /// ```
+    pub async fn into_blocking(self) -> Result<BlockingPipeStream> {
+        let mut inner = self.into_sys();
+        let sys = inner.make_blocking().await?;
+        Ok(BlockingPipeStream {
+            inner,
+            interrupter: Interrupter {
+                shared: Arc::new(Shared {
+                    sys,
+                    parked: Mutex::new(None),
+                }),
+            },
+        })
+    }
+}
+
+impl BlockingPipeStream {
+    /// Byte or message mode.
+    pub fn mode(&self) -> PipeMode {
+        self.inner.mode()
+    }
+
+    /// Whether this is the server end.
+    pub fn is_server(&self) -> bool {
+        self.inner.is_server()
+    }
+
+    /// The peer's process id and user.
+    pub fn peer(&self) -> Result<Peer> {
+        self.inner.peer()
+    }
+
+    /// A handle that stops this stream from another thread.
+    pub fn interrupter(&self) -> Interrupter {
+        self.interrupter.clone()
+    }
+
+    /// The longest a read waits for data; past it the read fails with
+    /// [`TimedOut`](ErrorKind::TimedOut), nothing read is lost and the stream stays usable.
+    /// `None` (the default) waits for ever.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.inner.set_read_timeout(timeout);
+    }
+
+    /// Sends one whole message (see [`PipeStream::send_message`]) and waits until it is
+    /// written.
+    pub fn send_message(&mut self, msg: &[u8]) -> Result<()> {
+        block_on(&self.interrupter, self.inner.send_message(msg))
+    }
+
+    /// Receives one whole message; `Ok(None)` at the peer's orderly end (see
+    /// [`PipeStream::recv_message`]).
+    pub fn recv_message(&mut self) -> Result<Option<Vec<u8>>> {
+        match block_on(&self.interrupter, self.inner.recv_message()) {
+            // On Unix the interrupter's shutdown looks like an end of stream.
+            Ok(None) if self.interrupter.is_interrupted() => Err(self.interrupter.stopped()),
+            r => r,
+        }
+    }
+
+    /// Ends our direction and keeps reading (see [`PipeStream::close_write`]).
+    pub fn close_write(&mut self) -> Result<()> {
+        block_on(&self.interrupter, self.inner.close_write())
+    }
+}
+
+fn io_result<T>(r: io::Result<T>) -> Result<T> {
+    r.map_err(Error::from)
+}
+
+impl io::Read for BlockingPipeStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        let empty = buf.is_empty();
+        let inner = &mut self.inner;
+        match block_on(&self.interrupter, async move {
+            io_result(inner.read(buf).await)
+        }) {
+            Ok(0) if !empty && self.interrupter.is_interrupted() => {
+                Err(self.interrupter.stopped().into())
+            }
+            r => r.map_err(io::Error::from),
+        }
+    }
+}
+
+impl io::Write for BlockingPipeStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use tokio::io::AsyncWriteExt;
+        let inner = &mut self.inner;
+        block_on(&self.interrupter, async move {
+            io_result(inner.write(buf).await)
+        })
+        .map_err(io::Error::from)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let inner = &mut self.inner;
+        block_on(
+            &self.interrupter,
+            async move { io_result(inner.flush().await) },
+        )
+        .map_err(io::Error::from)
+    }
+}
