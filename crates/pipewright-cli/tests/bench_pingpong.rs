@@ -9,9 +9,23 @@ use cli_support::{pipewright, run, stderr, stdout};
 /// The cases this platform runs, in the order they are printed.
 fn cases() -> &'static [&'static str] {
     if cfg!(windows) {
-        &["raw-byte", "raw-message", "byte", "message", "tokio"]
+        &[
+            "raw-byte",
+            "raw-message",
+            "byte",
+            "message",
+            "tokio",
+            "blocking-byte",
+            "blocking-message",
+        ]
     } else {
-        &["raw-byte", "byte", "message"]
+        &[
+            "raw-byte",
+            "byte",
+            "message",
+            "blocking-byte",
+            "blocking-message",
+        ]
     }
 }
 
@@ -49,6 +63,9 @@ fn pingpong_reports_every_case_with_counted_round_trips() {
             assert_eq!(raw, case, "a raw row is its own floor: {row}");
             assert_eq!(row["ratio_to_raw"], 1.0, "{row}");
         }
+        if case == "blocking-message" && cfg!(windows) {
+            assert_eq!(raw, "raw-message", "{row}");
+        }
     }
 }
 
@@ -66,6 +83,9 @@ fn pingpong_prints_a_table_with_the_ratio_to_the_raw_row() {
     assert!(lines[2].contains("raw blocking") && lines[2].trim_end().ends_with("1.00"));
     assert!(lines.iter().any(|l| l.contains("pipewright byte mode")));
     assert!(lines.iter().any(|l| l.contains("pipewright message mode")));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("pipewright blocking, message mode")));
     assert!(text.contains("every round trip checked"), "{text}");
 }
 

@@ -251,11 +251,19 @@ fn io_result<T>(r: io::Result<T>) -> Result<T> {
 impl io::Read for BlockingPipeStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use tokio::io::AsyncReadExt;
+        if self.interrupter.is_interrupted() {
+            return Err(self.interrupter.stopped().into());
+        }
         let empty = buf.is_empty();
         let inner = &mut self.inner;
-        match block_on(&self.interrupter, async move {
-            io_result(inner.read(buf).await)
-        }) {
+        // A large read with nothing buffered goes straight into `buf` (Windows).
+        let result = match inner.read_direct(buf) {
+            Some(r) => settle(&self.interrupter, io_result(r)),
+            None => block_on(&self.interrupter, async move {
+                io_result(inner.read(buf).await)
+            }),
+        };
+        match result {
             Ok(0) if !empty && self.interrupter.is_interrupted() => {
                 Err(self.interrupter.stopped().into())
             }
@@ -267,11 +275,18 @@ impl io::Read for BlockingPipeStream {
 impl io::Write for BlockingPipeStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         use tokio::io::AsyncWriteExt;
+        if self.interrupter.is_interrupted() {
+            return Err(self.interrupter.stopped().into());
+        }
         let inner = &mut self.inner;
-        block_on(&self.interrupter, async move {
-            io_result(inner.write(buf).await)
-        })
-        .map_err(io::Error::from)
+        // A large write with none in flight goes straight from `buf` (Windows).
+        let result = match inner.write_direct(buf) {
+            Some(r) => settle(&self.interrupter, io_result(r)),
+            None => block_on(&self.interrupter, async move {
+                io_result(inner.write(buf).await)
+            }),
+        };
+        result.map_err(io::Error::from)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -14,6 +14,9 @@
 //!   On Windows it does its own overlapped I/O with large buffers and several operations in
 //!   flight. It also sends and receives whole messages ([`PipeMode::Message`]) and tells who
 //!   the peer is ([`PipeStream::peer`]).
+//! - [`PipeStream::into_blocking`] gives a [`BlockingPipeStream`] (`io::Read` + `io::Write`,
+//!   whole messages) for a connection that owns a thread: on Windows its reads wait on their
+//!   own event, at the cost of a plain blocking program; an [`Interrupter`] stops it.
 //! - Security is current-user-only unless you say otherwise.
 //!
 //! ```no_run

@@ -38,6 +38,12 @@ fn a_blocking_echo_answers_every_message_in_order() {
     run(async {
         let (_l, server, mut client) = pair("blk-echo", PipeMode::Message).await;
         let server = server.into_blocking().await.unwrap();
+        assert!(server.is_server());
+        assert_eq!(server.mode(), PipeMode::Message);
+        if cfg!(any(windows, target_os = "linux")) {
+            // The blocking socket still tells who the peer is (here: this process).
+            assert_eq!(server.peer().unwrap().pid, Some(std::process::id()));
+        }
         let echo = tokio::task::spawn_blocking(move || {
             let mut server = server;
             let mut echoed = 0usize;
@@ -137,6 +143,8 @@ fn bytes_written_then_dropped_all_arrive() {
 
 /// Reads with a short timeout race messages that arrive at any moment: a read that times
 /// out loses nothing, the stream stays usable, and every message arrives once, in order.
+/// The client waits for a timeout before the first message and again halfway, so reads
+/// time out both before any data and between messages.
 #[test]
 fn read_timeouts_lose_nothing() {
     run(async {
@@ -144,6 +152,7 @@ fn read_timeouts_lose_nothing() {
         let mut server = server.into_blocking().await.unwrap();
         server.set_read_timeout(Some(Duration::from_millis(1)));
         const N: usize = 300;
+        let (timed_out, timeouts_seen) = std::sync::mpsc::channel::<()>();
         let reader = tokio::task::spawn_blocking(move || {
             let mut got = Vec::new();
             let mut timeouts = 0usize;
@@ -151,13 +160,29 @@ fn read_timeouts_lose_nothing() {
                 match server.recv_message() {
                     Ok(Some(m)) => got.push(m),
                     Ok(None) => break,
-                    Err(e) if e.kind() == ErrorKind::TimedOut => timeouts += 1,
+                    Err(e) if e.kind() == ErrorKind::TimedOut => {
+                        timeouts += 1;
+                        let _ = timed_out.send(());
+                    }
                     Err(e) => panic!("read failed: {e}"),
                 }
             }
             (got, timeouts)
         });
+        let timeouts_seen = std::sync::Arc::new(std::sync::Mutex::new(timeouts_seen));
+        let wait_for_a_timeout = || {
+            let seen = timeouts_seen.clone();
+            tokio::task::spawn_blocking(move || {
+                let seen = seen.lock().unwrap();
+                while seen.try_recv().is_ok() {}
+                seen.recv().unwrap();
+            })
+        };
+        wait_for_a_timeout().await.unwrap();
         for i in 0..N {
+            if i == N / 2 {
+                wait_for_a_timeout().await.unwrap();
+            }
             client
                 .send_message(&message(i, 10 + i % 200))
                 .await
@@ -172,10 +197,7 @@ fn read_timeouts_lose_nothing() {
         for (i, m) in got.iter().enumerate() {
             assert!(*m == message(i, 10 + i % 200), "message {i} changed");
         }
-        assert!(
-            timeouts > 0,
-            "no read ever timed out: the race was not exercised"
-        );
+        assert!(timeouts >= 2, "{timeouts} timeouts");
     });
 }
 
@@ -231,5 +253,60 @@ fn a_dropped_blocking_stream_ends_orderly() {
         assert!(client.recv_message().await.unwrap().is_none());
         client.send_message(b"answer").await.unwrap();
         assert_eq!(sent.await.unwrap().as_deref(), Some(&b"answer"[..]));
+    });
+}
+
+/// Large reads and writes (at least 64 KiB: on Windows straight into and out of the
+/// caller's buffer) move every byte in order; such a read times out without losing
+/// anything, and the interrupter ends one that is blocked.
+#[test]
+fn large_blocking_reads_and_writes_keep_every_byte() {
+    run(async {
+        let (_l, server, client) = pair("blk-large", PipeMode::Byte).await;
+        let mut server = server.into_blocking().await.unwrap();
+        let mut client = client.into_blocking().await.unwrap();
+        let data = message(3, 4 << 20);
+        let expected = data.clone();
+        let (server, client) = tokio::task::spawn_blocking(move || {
+            server.set_read_timeout(Some(Duration::from_millis(20)));
+            let mut big = vec![0u8; 256 * 1024];
+            let e = server.read(&mut big).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+            server.set_read_timeout(None);
+            let got = std::thread::scope(|s| {
+                let reader = s.spawn(|| {
+                    let mut got = Vec::with_capacity(expected.len());
+                    while got.len() < expected.len() {
+                        let n = server.read(&mut big).unwrap();
+                        assert!(n > 0, "end of stream after {} bytes", got.len());
+                        got.extend_from_slice(&big[..n]);
+                    }
+                    got
+                });
+                for part in data.chunks(300_000) {
+                    client.write_all(part).unwrap();
+                }
+                client.flush().unwrap();
+                reader.join().unwrap()
+            });
+            assert!(got == expected, "content differs");
+            (server, client)
+        })
+        .await
+        .unwrap();
+        // A large read blocked on a silent peer ends when interrupted.
+        let stop = server.interrupter();
+        let reader = std::thread::spawn(move || {
+            let mut server = server;
+            let mut big = vec![0u8; 128 * 1024];
+            server.read(&mut big).unwrap_err().kind()
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stop.interrupt();
+        let kind = tokio::task::spawn_blocking(move || reader.join().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(kind, std::io::ErrorKind::ConnectionAborted);
+        drop(client);
     });
 }

@@ -48,6 +48,9 @@ pub struct StreamArgs {
     /// Also measure tokio's own named pipes (Windows only; slow: 4 KiB reads).
     #[arg(long)]
     pub tokio: bool,
+    /// Also measure the stream turned blocking (`into_blocking`), one thread per side.
+    #[arg(long)]
+    pub blocking: bool,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -83,7 +86,7 @@ async fn stream(a: StreamArgs) -> Result<()> {
         a.chunk > 0 && a.size >= a.chunk,
         "--size must be at least --chunk"
     );
-    let (mut raw, mut ours, mut tok) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut raw, mut ours, mut tok, mut blk) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..a.rounds {
         let name = format!("pipewright-bench-raw-{}-{round}", std::process::id());
         let path = pipewright::PipeName::parse(&name)?.platform_path();
@@ -98,6 +101,9 @@ async fn stream(a: StreamArgs) -> Result<()> {
         if a.tokio {
             tok.push(mib_per_s(a.size, tokio_transfer(&a, round).await?));
         }
+        if a.blocking {
+            blk.push(mib_per_s(a.size, blocking_transfer(&a, round).await?));
+        }
     }
     let (raw, ours) = (median(raw), median(ours));
     let ratio = ours / raw;
@@ -107,6 +113,7 @@ async fn stream(a: StreamArgs) -> Result<()> {
         "raw blocking read/write on a Unix socket"
     };
     let tokio_line = (!tok.is_empty()).then(|| median(tok));
+    let blocking_line = (!blk.is_empty()).then(|| median(blk));
     if a.json {
         let v = serde_json::json!({
             "platform": if cfg!(windows) { "windows" } else { "unix" },
@@ -114,6 +121,7 @@ async fn stream(a: StreamArgs) -> Result<()> {
             "size": a.size, "chunk": a.chunk, "rounds": a.rounds,
             "raw_mib_s": raw, "pipewright_mib_s": ours, "ratio": ratio,
             "tokio_named_pipe_mib_s": tokio_line,
+            "blocking_mib_s": blocking_line,
         });
         outln!("{v}");
     } else {
@@ -129,6 +137,12 @@ async fn stream(a: StreamArgs) -> Result<()> {
             outln!(
                 "  tokio named pipe:   {t:.0} MiB/s  = {:.2} of baseline",
                 t / raw
+            );
+        }
+        if let Some(b) = blocking_line {
+            outln!(
+                "  blocking stream:    {b:.0} MiB/s  = {:.2} of baseline",
+                b / raw
             );
         }
     }
@@ -181,6 +195,53 @@ async fn pipewright_transfer(a: &StreamArgs, round: usize) -> Result<Duration> {
     let client = connect_with(name.as_str(), &copts).await?;
     let server = listener.accept().await?;
     timed_transfer(client, server, a.size, a.chunk).await
+}
+
+/// Moves `size` bytes from a pipewright client to a pipewright server, both turned blocking,
+/// one thread per side (`io::Write::write_all`, `io::Read::read`).
+async fn blocking_transfer(a: &StreamArgs, round: usize) -> Result<Duration> {
+    use std::io::{Read, Write};
+    let name = format!("pipewright-bench-blocking-{}-{round}", std::process::id());
+    let lopts = ListenerOptions::new()
+        .backlog(1)
+        .io_buffer_size(a.io_buffer);
+    let listener = Listener::bind_with(name.as_str(), &lopts)?;
+    let copts = ConnectOptions::new().io_buffer_size(a.io_buffer);
+    let mut client = connect_with(name.as_str(), &copts)
+        .await?
+        .into_blocking()
+        .await?;
+    let mut server = listener.accept().await?.into_blocking().await?;
+    let (size, chunk) = (a.size, a.chunk);
+    tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            let reader = s.spawn(move || {
+                let mut buf = vec![0u8; chunk];
+                let mut got = 0;
+                while got < size {
+                    let n = server.read(&mut buf)?;
+                    anyhow::ensure!(n > 0, "stream ended after {got} bytes");
+                    got += n;
+                }
+                Ok(())
+            });
+            let data = vec![0x5au8; chunk];
+            let mut sent = 0;
+            while sent < size {
+                let len = chunk.min(size - sent);
+                client.write_all(&data[..len])?;
+                sent += len;
+            }
+            client.flush()?;
+            reader
+                .join()
+                .map_err(|_| anyhow::anyhow!("reader thread panicked"))?
+                .context("reader")
+        })?;
+        Ok(start.elapsed())
+    })
+    .await?
 }
 
 /// Moves `size` bytes through tokio's own named pipes (4 KiB reads inside mio).

@@ -80,6 +80,16 @@ impl Stream {
         result.map_err(|e| Error::from_stream(e, &self.path, "make blocking"))
     }
 
+    /// Reads of a blocking socket already go straight into the caller's buffer.
+    pub(crate) fn read_direct(&mut self, _buf: &mut [u8]) -> Option<io::Result<usize>> {
+        None
+    }
+
+    /// Writes of a blocking socket already go straight from the caller's buffer.
+    pub(crate) fn write_direct(&mut self, _data: &[u8]) -> Option<io::Result<usize>> {
+        None
+    }
+
     /// The longest a blocking read waits for data (`None`: no limit).
     pub(crate) fn set_read_timeout(&mut self, timeout: Option<std::time::Duration>) {
         if let Err(e) = self.io.set_read_timeout(timeout) {

@@ -50,7 +50,7 @@ use windows_sys::Win32::Foundation::{
     ERROR_BROKEN_PIPE, ERROR_MORE_DATA, ERROR_NO_DATA, ERROR_OPERATION_ABORTED,
     ERROR_PIPE_NOT_CONNECTED, HANDLE,
 };
-use windows_sys::Win32::Storage::FileSystem::ReadFile;
+use windows_sys::Win32::Storage::FileSystem::{ReadFile, WriteFile};
 
 use super::interrupt::Interrupt;
 use super::iocp::{skip_port_on_success, win32_result, Op, Status};
@@ -490,6 +490,106 @@ impl Stream {
             timeout: None,
         });
         Ok(interrupt)
+    }
+
+    /// A blocking byte-mode read of at least [`COPY_BELOW`] bytes with nothing buffered:
+    /// `ReadFile` straight into `buf`, no copy. `None` when the stream is not in that state
+    /// (the caller then takes the buffered path).
+    pub(crate) fn read_direct(&mut self, buf: &mut [u8]) -> Option<io::Result<usize>> {
+        let blocking = self.blocking.as_ref()?;
+        if self.config.mode != PipeMode::Byte
+            || buf.len() < COPY_BELOW
+            || self.current.is_some()
+            || !self.reads.is_empty()
+            || !matches!(self.read_end, ReadEnd::Open)
+        {
+            return None;
+        }
+        let handle = raw(&self.pipe.as_ref()?.handle);
+        let (stop, until) = (
+            blocking.interrupt.handle(),
+            blocking.timeout.map(deadline_after),
+        );
+        let len = buf.len().min(u32::MAX as usize) as u32;
+        let ptr = buf.as_mut_ptr();
+        let op = self.spare_reads.pop().unwrap_or_else(Op::new);
+        let started = op.start_evented(|_, overlapped| {
+            // SAFETY: `buf` is valid for `len` bytes and outlives the operation: this call
+            // waits below until the kernel is done with it (or cancels it and still waits),
+            // before `buf`'s borrow ends; the handle is open and overlapped.
+            win32_result(unsafe { ReadFile(handle, ptr, len, std::ptr::null_mut(), overlapped) })
+        });
+        if let Err(e) = started {
+            self.spare_reads.push(op);
+            return Some(Err(e));
+        }
+        op.wait_evented(handle, stop, until);
+        let Status::Done { error, bytes } = op.status() else {
+            unreachable!("a finished evented operation is Done")
+        };
+        self.recycle_read(op);
+        Some(match error {
+            0 if bytes > 0 => Ok(bytes),
+            0 => {
+                self.read_end = ReadEnd::Eof;
+                Ok(0)
+            }
+            ERROR_OPERATION_ABORTED if bytes == 0 => {
+                let stopped = self.blocking.as_ref().is_some_and(|b| b.interrupt.is_set());
+                Err(self.blocking_wait_ended(stopped))
+            }
+            e if is_closed_code(e) => {
+                self.read_end = ReadEnd::Eof;
+                Ok(0)
+            }
+            e => Err(os_error(e)),
+        })
+    }
+
+    /// A blocking byte-mode write of at least [`COPY_BELOW`] bytes with no write in flight:
+    /// `WriteFile` straight from `data`, waited for on this thread, no copy. `None` when
+    /// the stream is not in that state.
+    pub(crate) fn write_direct(&mut self, data: &[u8]) -> Option<io::Result<usize>> {
+        let blocking = self.blocking.as_ref()?;
+        if self.config.mode != PipeMode::Byte
+            || data.len() < COPY_BELOW
+            || !self.writes.is_empty()
+            || self.write_error.is_some()
+            || self.write_state != WriteState::Open
+        {
+            return None;
+        }
+        let handle = raw(&self.pipe.as_ref()?.handle);
+        let stop = blocking.interrupt.handle();
+        let len = data.len().min(self.config.io_buffer_size) as u32;
+        let op = self.spare_writes.pop().unwrap_or_else(Op::new);
+        let started = op.start_evented(|_, overlapped| {
+            // SAFETY: `data` is valid for `len` bytes and outlives the operation: this call
+            // waits below until the kernel is done with it (or cancels it and still waits);
+            // the handle is open and overlapped.
+            win32_result(unsafe {
+                WriteFile(handle, data.as_ptr(), len, std::ptr::null_mut(), overlapped)
+            })
+        });
+        if let Err(e) = started {
+            self.spare_writes.push(op);
+            return Some(Err(e));
+        }
+        op.wait_evented(handle, stop, None);
+        let Status::Done { error, bytes } = op.status() else {
+            unreachable!("a finished evented operation is Done")
+        };
+        op.reset();
+        self.spare_writes.push(op);
+        Some(match error {
+            0 => Ok(bytes),
+            _ if bytes > 0 => Ok(bytes),
+            ERROR_OPERATION_ABORTED => Err(self.blocking_wait_ended(true)),
+            e => {
+                self.write_error = Some(e as i32);
+                Err(os_error(e))
+            }
+        })
     }
 
     /// The longest a blocking read waits for data (`None`: no limit).
