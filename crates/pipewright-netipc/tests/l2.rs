@@ -338,18 +338,11 @@ fn blocking_api() {
     );
 }
 
-/// INCREMENT that holds its answer to 1000 until the test releases it (a stalled server).
-#[derive(Clone, Default)]
-struct StallAtThousand(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+/// INCREMENT that first runs a hook on each request's value (to stall or to take notes).
+#[derive(Clone)]
+struct IncrementAfter(Arc<dyn Fn(u64) + Send + Sync>);
 
-impl StallAtThousand {
-    fn release(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-}
-
-impl Service for StallAtThousand {
+impl Service for IncrementAfter {
     fn method(&self) -> Option<u16> {
         Some(method::INCREMENT)
     }
@@ -359,14 +352,27 @@ impl Service for StallAtThousand {
         code: u16,
         request: &[u8],
     ) -> Result<Vec<u8>, pipewright_netipc::service::ServiceError> {
-        if increment::decode(request)? == 1000 {
-            let (released, cv) = &*self.0;
-            let mut r = released.lock().unwrap();
-            while !*r {
-                r = cv.wait(r).unwrap();
-            }
-        }
+        (self.0)(increment::decode(request)?);
         Increment.handle(code, request)
+    }
+}
+
+/// A gate a stalled handler waits at until the test opens it.
+#[derive(Clone, Default)]
+struct Gate(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+
+    fn wait(&self) {
+        let (open, cv) = &*self.0;
+        let mut o = open.lock().unwrap();
+        while !*o {
+            o = cv.wait(o).unwrap();
+        }
     }
 }
 
@@ -376,14 +382,17 @@ impl Service for StallAtThousand {
 #[test]
 fn blocking_client_over_the_baseline_times_out_and_recovers() {
     let dir = TempDir::new();
-    let stall = StallAtThousand::default();
-    let server = blocking::ManagedServer::start(
-        dir.path(),
-        "slow",
-        ManagedConfig::new(endpoint()),
-        stall.clone(),
-    )
-    .unwrap();
+    let gate = Gate::default();
+    let held = gate.clone();
+    // 1000 is answered only once the gate opens: a stalled server.
+    let stall = IncrementAfter(Arc::new(move |v| {
+        if v == 1000 {
+            held.wait();
+        }
+    }));
+    let server =
+        blocking::ManagedServer::start(dir.path(), "slow", ManagedConfig::new(endpoint()), stall)
+            .unwrap();
     let config = ClientConfig {
         call_timeout: Duration::from_millis(300),
         ..ClientConfig::new(endpoint())
@@ -396,31 +405,11 @@ fn blocking_client_over_the_baseline_times_out_and_recovers() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert!(c.negotiated().is_none(), "the timed-out session is dropped");
-    stall.release();
+    gate.open();
     // The late answer (1001) must never be taken for this call's.
     assert_eq!(c.increment(41).unwrap(), 42);
     assert!(c.negotiated().unwrap().session_id > first);
     server.stop();
-}
-
-/// INCREMENT that notes the name of each thread it answers on.
-#[derive(Clone, Default)]
-struct NoteThreads(Arc<std::sync::Mutex<Vec<String>>>);
-
-impl Service for NoteThreads {
-    fn method(&self) -> Option<u16> {
-        Some(method::INCREMENT)
-    }
-
-    fn handle(
-        &self,
-        code: u16,
-        request: &[u8],
-    ) -> Result<Vec<u8>, pipewright_netipc::service::ServiceError> {
-        let name = std::thread::current().name().unwrap_or("").to_owned();
-        self.0.lock().unwrap().push(name);
-        Increment.handle(code, request)
-    }
 }
 
 /// Sessions served on threads of their own (named pipes) and as tasks (over the thread
@@ -435,9 +424,14 @@ fn sessions_on_threads_and_tasks_answer_and_stop() {
             max_session_threads: threads,
             ..ManagedConfig::new(endpoint())
         };
-        let noted = NoteThreads::default();
-        let server =
-            blocking::ManagedServer::start(dir.path(), "inc", config, noted.clone()).unwrap();
+        // The name of each thread a request is answered on.
+        let noted = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let notes = noted.clone();
+        let service = IncrementAfter(Arc::new(move |_| {
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            notes.lock().unwrap().push(name);
+        }));
+        let server = blocking::ManagedServer::start(dir.path(), "inc", config, service).unwrap();
         let clients: Vec<_> = (0..5u64)
             .map(|k| {
                 let d = dir.path().to_owned();
@@ -458,7 +452,7 @@ fn sessions_on_threads_and_tasks_answer_and_stop() {
         let idle: Vec<_> = clients.into_iter().map(|t| t.join().unwrap()).collect();
         // Which sessions had a thread: on Windows (named pipes) as many as the limit
         // allows, on Unix none (the UDS transport has no blocking form).
-        let names = noted.0.lock().unwrap().clone();
+        let names = noted.lock().unwrap().clone();
         let mut on_threads: Vec<&String> = names
             .iter()
             .filter(|n| n.starts_with("netipc-session-"))

@@ -7,24 +7,11 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{run, unique_name};
-use pipewright::{
-    connect_with, BlockingPipeStream, ConnectOptions, ErrorKind, Listener, ListenerOptions,
-    PipeMode, PipeStream,
-};
+use common::{pair, run};
+use pipewright::{BlockingPipeStream, ErrorKind, PipeMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MODES: [PipeMode; 2] = [PipeMode::Byte, PipeMode::Message];
-
-async fn pair(tag: &str, mode: PipeMode) -> (Listener, PipeStream, PipeStream) {
-    let name = unique_name(tag);
-    let listener = Listener::bind_with(&name, &ListenerOptions::new().mode(mode)).unwrap();
-    let client = connect_with(&name, &ConnectOptions::new().mode(mode))
-        .await
-        .unwrap();
-    let server = listener.accept().await.unwrap();
-    (listener, server, client)
-}
 
 /// A message of `len` bytes whose content says which one it is.
 fn message(i: usize, len: usize) -> Vec<u8> {

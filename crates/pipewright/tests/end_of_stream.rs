@@ -8,24 +8,13 @@ mod common;
 
 use std::io;
 
-use common::{role, run, spawn_role, unique_name};
+use common::{pair, role, run, spawn_role, unique_name};
 use pipewright::{
     connect_with, ConnectOptions, ErrorKind, Listener, ListenerOptions, PipeMode, PipeStream,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MODES: [PipeMode; 2] = [PipeMode::Byte, PipeMode::Message];
-
-/// A listener and one connected pair (server, client) in `mode`.
-async fn pair(tag: &str, mode: PipeMode) -> (Listener, PipeStream, PipeStream) {
-    let name = unique_name(tag);
-    let listener = Listener::bind_with(&name, &ListenerOptions::new().mode(mode)).unwrap();
-    let client = connect_with(&name, &ConnectOptions::new().mode(mode))
-        .await
-        .unwrap();
-    let server = listener.accept().await.unwrap();
-    (listener, server, client)
-}
 
 /// Whether `close_write` exists for `mode` here (a Windows byte pipe has no half-close).
 fn half_close_exists(mode: PipeMode) -> bool {

@@ -184,9 +184,9 @@ where
     Ok(start.elapsed())
 }
 
-/// Moves `size` bytes from a pipewright client to a pipewright server.
-async fn pipewright_transfer(a: &StreamArgs, round: usize) -> Result<Duration> {
-    let name = format!("pipewright-bench-stream-{}-{round}", std::process::id());
+/// A fresh byte-mode client and server with `a`'s I/O buffer size.
+async fn stream_pair(a: &StreamArgs, tag: &str) -> Result<(PipeStream, PipeStream)> {
+    let name = format!("pipewright-bench-{tag}-{}", std::process::id());
     let lopts = ListenerOptions::new()
         .backlog(1)
         .io_buffer_size(a.io_buffer);
@@ -194,6 +194,12 @@ async fn pipewright_transfer(a: &StreamArgs, round: usize) -> Result<Duration> {
     let copts = ConnectOptions::new().io_buffer_size(a.io_buffer);
     let client = connect_with(name.as_str(), &copts).await?;
     let server = listener.accept().await?;
+    Ok((client, server))
+}
+
+/// Moves `size` bytes from a pipewright client to a pipewright server.
+async fn pipewright_transfer(a: &StreamArgs, round: usize) -> Result<Duration> {
+    let (client, server) = stream_pair(a, &format!("stream-{round}")).await?;
     timed_transfer(client, server, a.size, a.chunk).await
 }
 
@@ -201,17 +207,9 @@ async fn pipewright_transfer(a: &StreamArgs, round: usize) -> Result<Duration> {
 /// one thread per side (`io::Write::write_all`, `io::Read::read`).
 async fn blocking_transfer(a: &StreamArgs, round: usize) -> Result<Duration> {
     use std::io::{Read, Write};
-    let name = format!("pipewright-bench-blocking-{}-{round}", std::process::id());
-    let lopts = ListenerOptions::new()
-        .backlog(1)
-        .io_buffer_size(a.io_buffer);
-    let listener = Listener::bind_with(name.as_str(), &lopts)?;
-    let copts = ConnectOptions::new().io_buffer_size(a.io_buffer);
-    let mut client = connect_with(name.as_str(), &copts)
-        .await?
-        .into_blocking()
-        .await?;
-    let mut server = listener.accept().await?.into_blocking().await?;
+    let (client, server) = stream_pair(a, &format!("blocking-{round}")).await?;
+    let mut client = client.into_blocking().await?;
+    let mut server = server.into_blocking().await?;
     let (size, chunk) = (a.size, a.chunk);
     tokio::task::spawn_blocking(move || {
         let start = Instant::now();
@@ -536,6 +534,14 @@ where
     Ok(echoed)
 }
 
+/// A fresh pipewright client and server in `mode` (the listener is gone again).
+async fn ping_pong_pair(name: &str, mode: PipeMode) -> Result<(PipeStream, PipeStream)> {
+    let listener = Listener::bind_with(name, &ListenerOptions::new().backlog(1).mode(mode))?;
+    let client = connect_with(name, &ConnectOptions::new().mode(mode)).await?;
+    let server = listener.accept().await?;
+    Ok((client, server))
+}
+
 /// Round trips of `size` bytes through a fresh pipewright listener and client in `mode`;
 /// client and server are tasks of this runtime.
 async fn pipewright_ping_pong(
@@ -544,10 +550,7 @@ async fn pipewright_ping_pong(
     size: usize,
     run_for: Duration,
 ) -> Result<RoundTrips> {
-    let listener = Listener::bind_with(name, &ListenerOptions::new().backlog(1).mode(mode))?;
-    let mut client = connect_with(name, &ConnectOptions::new().mode(mode)).await?;
-    let server = listener.accept().await?;
-    drop(listener);
+    let (mut client, server) = ping_pong_pair(name, mode).await?;
     let driven = async move {
         let driven = drive_stream(&mut client, size, run_for).await;
         // Dropping the client ends the echo task (orderly in both modes).
@@ -580,10 +583,7 @@ async fn blocking_ping_pong(
     size: usize,
     run_for: Duration,
 ) -> Result<RoundTrips> {
-    let listener = Listener::bind_with(name, &ListenerOptions::new().backlog(1).mode(mode))?;
-    let client = connect_with(name, &ConnectOptions::new().mode(mode)).await?;
-    let server = listener.accept().await?;
-    drop(listener);
+    let (client, server) = ping_pong_pair(name, mode).await?;
     let mut client = client.into_blocking().await?;
     let server = server.into_blocking().await?;
     let trips = tokio::task::spawn_blocking(move || {

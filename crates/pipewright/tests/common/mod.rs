@@ -68,3 +68,23 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(7) as u8 ^ seed)
         .collect()
 }
+
+/// A listener and one connected pair (server, client) in `mode`.
+pub async fn pair(
+    tag: &str,
+    mode: pipewright::PipeMode,
+) -> (
+    pipewright::Listener,
+    pipewright::PipeStream,
+    pipewright::PipeStream,
+) {
+    let name = unique_name(tag);
+    let listener =
+        pipewright::Listener::bind_with(&name, &pipewright::ListenerOptions::new().mode(mode))
+            .unwrap();
+    let client = pipewright::connect_with(&name, &pipewright::ConnectOptions::new().mode(mode))
+        .await
+        .unwrap();
+    let server = listener.accept().await.unwrap();
+    (listener, server, client)
+}

@@ -260,19 +260,7 @@ impl Op {
         skips_port: bool,
         call: impl FnOnce(&mut Vec<u8>, *mut OVERLAPPED) -> Result<(), u32>,
     ) -> bool {
-        {
-            let mut st = self.lock();
-            debug_assert!(st.status != Status::Pending, "operation already pending");
-            st.status = Status::Pending;
-        }
-        let raw = Arc::into_raw(self.clone());
-        // SAFETY: status is Pending and nothing else touches the OVERLAPPED until the packet
-        // arrives; zeroing it is the documented preparation.
-        let overlapped = unsafe {
-            let ov = self.overlapped.get();
-            std::ptr::write(ov, std::mem::zeroed());
-            ov
-        };
+        let (raw, overlapped) = self.begin(std::ptr::null_mut());
         // SAFETY: we set Pending above; the buffer is handed to the kernel from here on.
         let buf = unsafe { &mut *self.buf.get() };
         match call(buf, overlapped) {
@@ -300,6 +288,27 @@ impl Op {
         }
     }
 
+    /// Marks the operation pending, parks the kernel's reference and prepares the
+    /// `OVERLAPPED` (zeroed, naming `event`, which may be null); returns both pointers.
+    fn begin(self: &Arc<Self>, event: HANDLE) -> (*const Op, *mut OVERLAPPED) {
+        {
+            let mut st = self.lock();
+            debug_assert!(st.status != Status::Pending, "operation already pending");
+            st.status = Status::Pending;
+        }
+        let raw = Arc::into_raw(self.clone());
+        // SAFETY: status is Pending and nothing else touches the OVERLAPPED until the
+        // operation is finished (its packet, or its owner for an evented one); zeroing it is
+        // the documented preparation.
+        let overlapped = unsafe {
+            let ov = self.overlapped.get();
+            std::ptr::write(ov, std::mem::zeroed());
+            (*ov).hEvent = event;
+            ov
+        };
+        (raw, overlapped)
+    }
+
     /// Completes an operation that finished at once on a handle that skips the port on
     /// success (no packet will come); `true` for success.
     fn complete_in_place(&self, raw: *const Op, overlapped: *mut OVERLAPPED, error: u32) -> bool {
@@ -325,22 +334,9 @@ impl Op {
         self: &Arc<Self>,
         call: impl FnOnce(&mut Vec<u8>, *mut OVERLAPPED) -> Result<(), u32>,
     ) -> io::Result<()> {
-        let event = self.event()?;
-        {
-            let mut st = self.lock();
-            debug_assert!(st.status != Status::Pending, "operation already pending");
-            st.status = Status::Pending;
-        }
-        let raw = Arc::into_raw(self.clone());
-        // SAFETY: status is Pending and nothing else touches the OVERLAPPED until the owner
-        // finishes the operation; zeroing it is the documented preparation, and the event
-        // handle (low bit set: no completion packet) stays open as long as `self`.
-        let overlapped = unsafe {
-            let ov = self.overlapped.get();
-            std::ptr::write(ov, std::mem::zeroed());
-            (*ov).hEvent = (event as usize | 1) as HANDLE;
-            ov
-        };
+        // The low bit set: no completion packet. The event stays open as long as `self`.
+        let event = (self.event()? as usize | 1) as HANDLE;
+        let (raw, overlapped) = self.begin(event);
         // SAFETY: we set Pending above; the buffer is handed to the kernel from here on.
         let buf = unsafe { &mut *self.buf.get() };
         match call(buf, overlapped) {
