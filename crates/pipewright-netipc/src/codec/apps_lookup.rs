@@ -6,7 +6,7 @@
 //! u32 ppid, u32 uid, u32 reserved0, u64 starttime, u32 comm_off, u32
 //! comm_len, u32 cgroup_path_off, u32 cgroup_path_len, u32 cgroup_name_off,
 //! u32 cgroup_name_len, u16 label_count, u16 reserved1`; 60 bytes, not C's
-//! padded 64), then its strings and labels (see [`lookup`](super::lookup)).
+//! padded 64), then its strings and labels (see [`super::lookup`]).
 //!
 //! ```
 //! use pipewright_netipc::codec::apps_lookup::{AppInfo, LookupResponse, PidStatus, Request};

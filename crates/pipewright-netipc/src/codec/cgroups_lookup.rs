@@ -5,7 +5,7 @@
 //! item has a 28-byte header (`u16 layout_version, u16 status, u16
 //! orchestrator, u16 reserved0, u32 path_off, u32 path_len, u32 name_off, u32
 //! name_len, u16 label_count, u16 reserved1`), then its strings and labels
-//! (see [`lookup`](super::lookup)).
+//! (see [`super::lookup`]).
 //!
 //! ```
 //! use pipewright_netipc::codec::cgroups_lookup::{CgroupInfo, LookupResponse, Request, Status};
