@@ -85,7 +85,7 @@ impl Interrupter {
             .parked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
+            .take();
         if let Some(thread) = parked {
             thread.unpark();
         }
@@ -101,6 +101,26 @@ impl Interrupter {
             ErrorKind::Stopped,
             "the blocking stream was stopped by its Interrupter; drop it",
         )
+    }
+
+    fn set_parked(&self, thread: Option<Thread>) {
+        *self.shared.parked.lock().unwrap_or_else(|p| p.into_inner()) = thread;
+    }
+
+    /// Runs one call unless the stream was stopped; a call that failed, or (on Unix, where
+    /// the interrupter shuts the socket down) saw the end of stream because of the
+    /// interrupter, reports `Stopped`.
+    fn guard<T>(&self, call: impl FnOnce() -> Result<T>, ended: impl Fn(&T) -> bool) -> Result<T> {
+        if self.is_interrupted() {
+            return Err(self.stopped());
+        }
+        match call() {
+            Err(e) if self.is_interrupted() && e.kind() != ErrorKind::Stopped => {
+                Err(self.stopped())
+            }
+            Ok(v) if ended(&v) && self.is_interrupted() => Err(self.stopped()),
+            r => r,
+        }
     }
 }
 
@@ -120,24 +140,17 @@ impl Wake for ThreadWaker {
 /// an operation that has to wait for the completion thread (a write into a full pipe)
 /// parks the thread until it is woken or interrupted.
 fn block_on<T>(interrupter: &Interrupter, future: impl Future<Output = Result<T>>) -> Result<T> {
-    if interrupter.is_interrupted() {
-        return Err(interrupter.stopped());
-    }
     let mut future = pin!(future);
     if let Poll::Ready(v) = future
         .as_mut()
         .poll(&mut Context::from_waker(Waker::noop()))
     {
-        return settle(interrupter, v);
+        return v;
     }
     let me = std::thread::current();
     let waker = Waker::from(Arc::new(ThreadWaker(me.clone())));
     let mut cx = Context::from_waker(&waker);
-    *interrupter
-        .shared
-        .parked
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Some(me);
+    interrupter.set_parked(Some(me));
     let result = loop {
         if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
             break v;
@@ -147,22 +160,8 @@ fn block_on<T>(interrupter: &Interrupter, future: impl Future<Output = Result<T>
         }
         std::thread::park();
     };
-    *interrupter
-        .shared
-        .parked
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = None;
-    settle(interrupter, result)
-}
-
-/// A call that failed or ended because of the interrupter reports `Stopped`.
-fn settle<T>(interrupter: &Interrupter, result: Result<T>) -> Result<T> {
-    match result {
-        Err(e) if interrupter.is_interrupted() && e.kind() != ErrorKind::Stopped => {
-            Err(interrupter.stopped())
-        }
-        r => r,
-    }
+    interrupter.set_parked(None);
+    result
 }
 
 impl PipeStream {
@@ -225,22 +224,21 @@ impl BlockingPipeStream {
     /// Sends one whole message (see [`PipeStream::send_message`]) and waits until it is
     /// written.
     pub fn send_message(&mut self, msg: &[u8]) -> Result<()> {
-        block_on(&self.interrupter, self.inner.send_message(msg))
+        let (inner, stop) = (&mut self.inner, &self.interrupter);
+        stop.guard(|| block_on(stop, inner.send_message(msg)), |_| false)
     }
 
     /// Receives one whole message; `Ok(None)` at the peer's orderly end (see
     /// [`PipeStream::recv_message`]).
     pub fn recv_message(&mut self) -> Result<Option<Vec<u8>>> {
-        match block_on(&self.interrupter, self.inner.recv_message()) {
-            // On Unix the interrupter's shutdown looks like an end of stream.
-            Ok(None) if self.interrupter.is_interrupted() => Err(self.interrupter.stopped()),
-            r => r,
-        }
+        let (inner, stop) = (&mut self.inner, &self.interrupter);
+        stop.guard(|| block_on(stop, inner.recv_message()), Option::is_none)
     }
 
     /// Ends our direction and keeps reading (see [`PipeStream::close_write`]).
     pub fn close_write(&mut self) -> Result<()> {
-        block_on(&self.interrupter, self.inner.close_write())
+        let (inner, stop) = (&mut self.inner, &self.interrupter);
+        stop.guard(|| block_on(stop, inner.close_write()), |_| false)
     }
 }
 
@@ -251,50 +249,36 @@ fn io_result<T>(r: io::Result<T>) -> Result<T> {
 impl io::Read for BlockingPipeStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use tokio::io::AsyncReadExt;
-        if self.interrupter.is_interrupted() {
-            return Err(self.interrupter.stopped().into());
-        }
         let empty = buf.is_empty();
-        let inner = &mut self.inner;
-        // A large read with nothing buffered goes straight into `buf` (Windows).
-        let result = match inner.read_direct(buf) {
-            Some(r) => settle(&self.interrupter, io_result(r)),
-            None => block_on(&self.interrupter, async move {
-                io_result(inner.read(buf).await)
-            }),
+        let (inner, stop) = (&mut self.inner, &self.interrupter);
+        let read = || match inner.read_direct(buf) {
+            // A large read with nothing buffered goes straight into `buf` (Windows).
+            Some(r) => io_result(r),
+            None => block_on(stop, async { io_result(inner.read(buf).await) }),
         };
-        match result {
-            Ok(0) if !empty && self.interrupter.is_interrupted() => {
-                Err(self.interrupter.stopped().into())
-            }
-            r => r.map_err(io::Error::from),
-        }
+        stop.guard(read, |&n| n == 0 && !empty)
+            .map_err(io::Error::from)
     }
 }
 
 impl io::Write for BlockingPipeStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         use tokio::io::AsyncWriteExt;
-        if self.interrupter.is_interrupted() {
-            return Err(self.interrupter.stopped().into());
-        }
-        let inner = &mut self.inner;
-        // A large write with none in flight goes straight from `buf` (Windows).
-        let result = match inner.write_direct(buf) {
-            Some(r) => settle(&self.interrupter, io_result(r)),
-            None => block_on(&self.interrupter, async move {
-                io_result(inner.write(buf).await)
-            }),
+        let (inner, stop) = (&mut self.inner, &self.interrupter);
+        let write = || match inner.write_direct(buf) {
+            // A large write with none in flight goes straight from `buf` (Windows).
+            Some(r) => io_result(r),
+            None => block_on(stop, async { io_result(inner.write(buf).await) }),
         };
-        result.map_err(io::Error::from)
+        stop.guard(write, |_| false).map_err(io::Error::from)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         use tokio::io::AsyncWriteExt;
-        let inner = &mut self.inner;
-        block_on(
-            &self.interrupter,
-            async move { io_result(inner.flush().await) },
+        let (inner, stop) = (&mut self.inner, &self.interrupter);
+        stop.guard(
+            || block_on(stop, async { io_result(inner.flush().await) }),
+            |_| false,
         )
         .map_err(io::Error::from)
     }

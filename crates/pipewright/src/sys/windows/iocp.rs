@@ -359,6 +359,26 @@ impl Op {
         Ok(())
     }
 
+    /// Starts an evented operation ([`start_evented`](Self::start_evented)) and waits for
+    /// it ([`wait_evented`](Self::wait_evented)); returns its Win32 error (0 for success)
+    /// and the bytes moved. The kernel is done with the operation, and with any memory
+    /// `call` handed it, when this returns.
+    pub(crate) fn run_evented(
+        self: &Arc<Self>,
+        handle: HANDLE,
+        stop: HANDLE,
+        until: Option<Instant>,
+        call: impl FnOnce(&mut Vec<u8>, *mut OVERLAPPED) -> Result<(), u32>,
+    ) -> io::Result<(u32, usize)> {
+        self.start_evented(call)?;
+        self.wait_evented(handle, stop, until);
+        match self.status() {
+            Status::Done { error, bytes } => Ok((error, bytes)),
+            // Not reached: `wait_evented` returns only once the operation is finished.
+            _ => Err(io::Error::other("an evented operation did not finish")),
+        }
+    }
+
     fn event(&self) -> io::Result<HANDLE> {
         if let Some(e) = self.event.get() {
             return Ok(e.as_raw_handle() as HANDLE);

@@ -513,21 +513,17 @@ impl Stream {
         let len = buf.len().min(u32::MAX as usize) as u32;
         let ptr = buf.as_mut_ptr();
         let op = self.spare_reads.pop().unwrap_or_else(Op::new);
-        let started = op.start_evented(|_, overlapped| {
-            // SAFETY: `buf` is valid for `len` bytes and outlives the operation: this call
-            // waits below until the kernel is done with it (or cancels it and still waits),
-            // before `buf`'s borrow ends; the handle is open and overlapped.
+        let done = op.run_evented(handle, stop, until, |_, overlapped| {
+            // SAFETY: `buf` is valid for `len` bytes and outlives the operation: `run_evented`
+            // returns only once the kernel is done with it (or has cancelled it and is
+            // done), before `buf`'s borrow ends; the handle is open and overlapped.
             win32_result(unsafe { ReadFile(handle, ptr, len, std::ptr::null_mut(), overlapped) })
         });
-        if let Err(e) = started {
-            self.spare_reads.push(op);
-            return Some(Err(e));
-        }
-        op.wait_evented(handle, stop, until);
-        let Status::Done { error, bytes } = op.status() else {
-            unreachable!("a finished evented operation is Done")
-        };
         self.recycle_read(op);
+        let (error, bytes) = match done {
+            Ok(done) => done,
+            Err(e) => return Some(Err(e)),
+        };
         Some(match error {
             0 if bytes > 0 => Ok(bytes),
             0 => {
@@ -563,24 +559,20 @@ impl Stream {
         let stop = blocking.interrupt.handle();
         let len = data.len().min(self.config.io_buffer_size) as u32;
         let op = self.spare_writes.pop().unwrap_or_else(Op::new);
-        let started = op.start_evented(|_, overlapped| {
-            // SAFETY: `data` is valid for `len` bytes and outlives the operation: this call
-            // waits below until the kernel is done with it (or cancels it and still waits);
-            // the handle is open and overlapped.
+        let done = op.run_evented(handle, stop, None, |_, overlapped| {
+            // SAFETY: `data` is valid for `len` bytes and outlives the operation:
+            // `run_evented` returns only once the kernel is done with it; the handle is open
+            // and overlapped.
             win32_result(unsafe {
                 WriteFile(handle, data.as_ptr(), len, std::ptr::null_mut(), overlapped)
             })
         });
-        if let Err(e) = started {
-            self.spare_writes.push(op);
-            return Some(Err(e));
-        }
-        op.wait_evented(handle, stop, None);
-        let Status::Done { error, bytes } = op.status() else {
-            unreachable!("a finished evented operation is Done")
-        };
         op.reset();
         self.spare_writes.push(op);
+        let (error, bytes) = match done {
+            Ok(done) => done,
+            Err(e) => return Some(Err(e)),
+        };
         Some(match error {
             0 => Ok(bytes),
             _ if bytes > 0 => Ok(bytes),
