@@ -20,8 +20,29 @@
 use std::process::Stdio;
 use std::time::Instant;
 
-/// Runs the dry run; `verify` builds each packaged crate too.
+/// Runs the dry run; `verify` builds each packaged crate too. A run that fails on the
+/// registry's network (the packaged crates' builds resolve against crates.io) is tried once
+/// more before it counts.
 pub fn dry_run(verify: bool) -> Result<(), String> {
+    match dry_run_once(verify) {
+        Err(failure) if failure.network => {
+            eprintln!(
+                "xtask: the publish dry run failed on the network ({}); trying once more",
+                failure.message
+            );
+            dry_run_once(verify).map_err(|f| f.message)
+        }
+        result => result.map_err(|f| f.message),
+    }
+}
+
+/// Why one dry run failed, and whether cargo blamed the network.
+struct Failure {
+    message: String,
+    network: bool,
+}
+
+fn dry_run_once(verify: bool) -> Result<(), Failure> {
     let started = Instant::now();
     let mut c = crate::cargo();
     c.args(["publish", "--workspace", "--dry-run", "--allow-dirty"]);
@@ -37,32 +58,77 @@ pub fn dry_run(verify: bool) -> Result<(), String> {
         "cargo publish --workspace --dry-run --no-verify"
     };
     eprintln!("xtask: {what}");
-    let out = c
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("{what}: cannot start cargo: {e}"))?;
+    let out = c.stderr(Stdio::piped()).output().map_err(|e| Failure {
+        message: format!("{what}: cannot start cargo: {e}"),
+        network: false,
+    })?;
     let log = String::from_utf8_lossy(&out.stderr);
     eprint!("{log}");
     if !out.status.success() {
-        return Err(format!(
-            "{what}: {}; fix what cargo names above (nothing was uploaded)",
-            out.status
-        ));
+        // The cause is repeated here: the summary line is what a shortened CI log keeps.
+        return Err(Failure {
+            message: format!(
+                "{what}: {}: {}; fix what cargo names (nothing was uploaded)",
+                out.status,
+                cargo_errors(&log)
+            ),
+            network: is_network_failure(&log),
+        });
     }
     // A missing description or license is only a warning in a dry run, but crates.io
     // refuses the upload: count it as a failure here.
     let refused = missing_fields(&log);
     if !refused.is_empty() {
-        return Err(format!(
-            "{what}: {} (crates.io refuses such a crate); add the field to the crate's [package]",
-            refused.join("; ")
-        ));
+        return Err(Failure {
+            message: format!(
+                "{what}: {} (crates.io refuses such a crate); add the field to the crate's [package]",
+                refused.join("; ")
+            ),
+            network: false,
+        });
     }
     eprintln!(
         "xtask: publish dry run passed ({:.0} s)",
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Cargo's `error` lines and the lines that explain them (up to 12), joined with " | ".
+fn cargo_errors(log: &str) -> String {
+    let mut picked = Vec::new();
+    let mut in_error = false;
+    for line in log.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("error") {
+            in_error = true;
+        } else if trimmed.is_empty() || trimmed.starts_with("warning") {
+            in_error = false;
+        }
+        if in_error && !trimmed.is_empty() && picked.len() < 12 {
+            picked.push(trimmed);
+        }
+    }
+    if picked.is_empty() {
+        "cargo printed no error line".to_owned()
+    } else {
+        picked.join(" | ")
+    }
+}
+
+/// Whether cargo's log blames the network or the registry rather than the crates.
+fn is_network_failure(log: &str) -> bool {
+    const SIGNS: [&str; 8] = [
+        "spurious network error",
+        "failed to download",
+        "failed to query replaced source registry",
+        "failed to get successful HTTP response",
+        "Couldn't resolve host",
+        "Could not resolve host",
+        "Connection timed out",
+        "[28] Timeout was reached",
+    ];
+    SIGNS.iter().any(|sign| log.contains(sign))
 }
 
 /// The "manifest has no ..." warnings of cargo's log, each with its package (cargo prints
@@ -99,7 +165,22 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::missing_fields;
+    use super::{cargo_errors, is_network_failure, missing_fields};
+
+    #[test]
+    fn the_failure_names_cargos_errors_and_tells_the_network_apart() {
+        let log =
+            "   Verifying a v0.1.0\nerror[E0425]: cannot find value `x`\n  --> src/lib.rs:1:1\n\n\
+                   warning: unused\nerror: could not compile `a`\n";
+        assert_eq!(
+            cargo_errors(log),
+            "error[E0425]: cannot find value `x` | --> src/lib.rs:1:1 | error: could not compile `a`"
+        );
+        assert!(!is_network_failure(log));
+        let net = "error: failed to download from `https://static.crates.io/x`\n\nCaused by:\n  [28] Timeout was reached\n";
+        assert!(is_network_failure(net));
+        assert_eq!(cargo_errors("all fine\n"), "cargo printed no error line");
+    }
 
     #[test]
     fn a_missing_field_is_named_with_its_package() {

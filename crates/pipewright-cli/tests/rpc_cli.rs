@@ -24,57 +24,65 @@ fn demo_server(cmd: &mut Command) -> Served {
 
 #[test]
 fn serve_demo_and_call_print_the_answers_as_json() {
-    let name = unique_name("demo");
-    let _server = demo_server(pipewright().args(["rpc", "serve-demo", &name]));
+    // Connections served as tasks, then on threads of their own.
+    for served_on in [&[][..], &["--connection-threads", "4"][..]] {
+        let name = unique_name("demo");
+        let _server = demo_server(
+            pipewright()
+                .args(["rpc", "serve-demo", &name])
+                .args(served_on),
+        );
 
-    let o = run(pipewright().args(["rpc", "call", &name, "Factorial", r#"{"n": 5}"#]));
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    assert_eq!(stdout(&o), r#"{"status":"Ok","params":{"Number":120}}"#);
+        let o = run(pipewright().args(["rpc", "call", &name, "Factorial", r#"{"n": 5}"#]));
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+        assert_eq!(stdout(&o), r#"{"status":"Ok","params":{"Number":120}}"#);
 
-    let o = run(pipewright().args(["rpc", "call", &name, "Reverse", r#"{"text": "pipes"}"#]));
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    assert_eq!(stdout(&o), r#"{"status":"Ok","params":{"Text":"sepip"}}"#);
+        let o = run(pipewright().args(["rpc", "call", &name, "Reverse", r#"{"text": "pipes"}"#]));
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+        assert_eq!(stdout(&o), r#"{"status":"Ok","params":{"Text":"sepip"}}"#);
 
-    // Echo takes any JSON value and answers it as Json, as pipe-rpc's does.
-    let o = run(pipewright().args(["rpc", "call", &name, "Echo", r#"{"payload": "hi there"}"#]));
-    assert_eq!(
-        stdout(&o),
-        r#"{"status":"Ok","params":{"Json":"hi there"}}"#
-    );
-    let o = run(pipewright().args([
-        "rpc",
-        "call",
-        &name,
-        "Echo",
-        r#"{"payload": {"a": [1, 2, 3]}}"#,
-    ]));
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    assert_eq!(
-        stdout(&o),
-        r#"{"status":"Ok","params":{"Json":{"a":[1,2,3]}}}"#
-    );
+        // Echo takes any JSON value and answers it as Json, as pipe-rpc's does.
+        let o =
+            run(pipewright().args(["rpc", "call", &name, "Echo", r#"{"payload": "hi there"}"#]));
+        assert_eq!(
+            stdout(&o),
+            r#"{"status":"Ok","params":{"Json":"hi there"}}"#
+        );
+        let o = run(pipewright().args([
+            "rpc",
+            "call",
+            &name,
+            "Echo",
+            r#"{"payload": {"a": [1, 2, 3]}}"#,
+        ]));
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+        assert_eq!(
+            stdout(&o),
+            r#"{"status":"Ok","params":{"Json":{"a":[1,2,3]}}}"#
+        );
 
-    // An Err answer is printed and exits 1.
-    let o = run(pipewright().args(["rpc", "call", &name, "Factorial", r#"{"n": 21}"#]));
-    assert_eq!(o.status.code(), Some(1));
-    let answer: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON on stdout");
-    assert_eq!(answer["status"], "Err");
-    assert!(
-        answer["params"].as_str().unwrap().contains("21! overflows"),
-        "{answer}"
-    );
+        // An Err answer is printed and exits 1.
+        let o = run(pipewright().args(["rpc", "call", &name, "Factorial", r#"{"n": 21}"#]));
+        assert_eq!(o.status.code(), Some(1));
+        let answer: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON on stdout");
+        assert_eq!(answer["status"], "Err");
+        assert!(
+            answer["params"].as_str().unwrap().contains("21! overflows"),
+            "{answer}"
+        );
 
-    let o = run(pipewright().args(["rpc", "call", &name, "Launch", "{}"]));
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stdout(&o).contains(r#"unknown method \"Launch\""#),
-        "{}",
-        stdout(&o)
-    );
+        let o = run(pipewright().args(["rpc", "call", &name, "Launch", "{}"]));
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stdout(&o).contains(r#"unknown method \"Launch\""#),
+            "{}",
+            stdout(&o)
+        );
 
-    let o = run(pipewright().args(["rpc", "call", &name, "Factorial", r#"{"n": "five"}"#]));
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("invalid params"), "{}", stdout(&o));
+        let o = run(pipewright().args(["rpc", "call", &name, "Factorial", r#"{"n": "five"}"#]));
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stdout(&o).contains("invalid params"), "{}", stdout(&o));
+    }
 }
 
 #[test]

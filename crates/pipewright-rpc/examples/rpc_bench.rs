@@ -9,12 +9,14 @@
 //! side, no runtime) with the request frame's size, as a child process, so its one
 //! implementation stays in the CLI's baseline. The `pipewright` binary comes from
 //! `$PIPEWRIGHT_BIN` or next to this example (build `pipewright-cli` in the same profile);
-//! without it the row is left out.
+//! without it the row is left out. Against that floor the last row measures the blocking
+//! client calling a server that serves its connection on a thread of its own
+//! (`Server::connection_threads`).
 
 use std::time::{Duration, Instant};
 
 use pipewright::{Listener, PipeStream};
-use pipewright_rpc::{demo, Client, Server};
+use pipewright_rpc::{blocking, demo, Client, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 const PAYLOAD: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -161,6 +163,23 @@ async fn rpc_echo(client: &Client, callers: usize, run_for: Duration) -> Figures
     figures(all, started.elapsed())
 }
 
+/// Echo calls through the blocking client, one at a time on this thread, against a server
+/// that serves the connection on a thread of its own.
+fn blocking_echo(client: &mut blocking::Client, run_for: Duration) -> Figures {
+    let request = demo::Request::Echo {
+        payload: PAYLOAD.into(),
+    };
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < run_for {
+        let t = Instant::now();
+        let answer: demo::Response = client.request(&request).expect("blocking echo call");
+        latencies.push(t.elapsed());
+        assert!(matches!(&answer, demo::Response::Json(t) if t == PAYLOAD));
+    }
+    figures(latencies, started.elapsed())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -186,6 +205,20 @@ async fn main() {
         .await
         .expect("connect rpc");
     rpc_echo(&client, 1, Duration::from_millis(200)).await; // warm up
+    let threaded = Listener::bind(format!("{base}-threads")).expect("bind rpc threads");
+    tokio::spawn(
+        Server::new(demo::router())
+            .connection_threads(4)
+            .serve(threaded),
+    );
+    let threaded_name = format!("{base}-threads");
+    let mut blocking_client = tokio::task::spawn_blocking(move || {
+        let mut c = blocking::Client::connect(threaded_name.as_str()).expect("connect blocking");
+        blocking_echo(&mut c, Duration::from_millis(200)); // warm up
+        c
+    })
+    .await
+    .expect("blocking client");
 
     let bin = pipewright_bin();
     if bin.is_none() {
@@ -200,7 +233,7 @@ async fn main() {
     ))
     .len();
     let (mut raw, mut one, mut many) = (Vec::new(), Vec::new(), Vec::new());
-    let mut blocking = Vec::new();
+    let (mut blocking, mut one_blocking) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         if let Some(bin) = &bin {
             let b = raw_blocking(bin, request_len, run_for);
@@ -210,6 +243,19 @@ async fn main() {
             );
             blocking.push(b);
         }
+        // Right after the blocking floor, so the two are measured as close in time as can be.
+        let (c, b) = tokio::task::spawn_blocking(move || {
+            let f = blocking_echo(&mut blocking_client, run_for);
+            (blocking_client, f)
+        })
+        .await
+        .expect("blocking caller");
+        blocking_client = c;
+        println!(
+            "round {round}: rpc blocking client, connection thread {:.0}/s (p50 {:.1}, p99 {:.1})",
+            b.calls_per_sec, b.p50_us, b.p99_us
+        );
+        one_blocking.push(b);
         let r = raw_ping_pong(&format!("{base}-raw{round}"), run_for).await;
         let o = rpc_echo(&client, 1, run_for).await;
         let m = rpc_echo(&client, CALLERS, run_for).await;
@@ -228,6 +274,7 @@ async fn main() {
         ("raw ping-pong", &raw),
         ("rpc, 1 caller", &one),
         ("rpc, 16 callers", &many),
+        ("rpc, blocking client, connection thread", &one_blocking),
     ];
     println!("\n| case | calls/s | p50 us | p99 us |\n|---|---|---|---|");
     for (label, v) in rows {
@@ -271,9 +318,10 @@ async fn main() {
             )
         };
         println!(
-            "raw ping-pong / raw blocking: {:.2}; rpc 1 caller / raw blocking: {:.2} (target >= 0.9)",
+            "raw ping-pong / raw blocking: {:.2}; rpc 1 caller / raw blocking: {:.2}; rpc blocking client / raw blocking: {:.2} (target >= 0.9)",
             per_round(&raw),
-            per_round(&one)
+            per_round(&one),
+            per_round(&one_blocking)
         );
     }
     println!("rpc {CALLERS} callers / raw: {ratio_many:.2}");

@@ -30,9 +30,9 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// ```
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    connect: ConnectOptions,
-    call_timeout: Duration,
-    max_frame_size: usize,
+    pub(crate) connect: ConnectOptions,
+    pub(crate) call_timeout: Duration,
+    pub(crate) max_frame_size: usize,
 }
 
 impl Default for ClientOptions {
@@ -172,7 +172,7 @@ impl Client {
         };
         let mut frame =
             wire::encode_call(method, params, Some(id)).map_err(|e| encode_error(e.to_string()))?;
-        self.seal(&mut frame).map_err(encode_error)?;
+        seal(&mut frame, self.inner.options.max_frame_size).map_err(encode_error)?;
         let method = || method.to_owned();
         let raw = self.exchange(&conn, id, &frame, timeout, &method).await?;
         decode(&method, &raw)
@@ -207,7 +207,7 @@ impl Client {
                 method: "request".to_owned(),
                 detail,
             })?;
-        self.seal(&mut frame).map_err(|detail| RpcError::Encode {
+        seal(&mut frame, self.inner.options.max_frame_size).map_err(|detail| RpcError::Encode {
             method: wire::method_of(frame.body()),
             detail,
         })?;
@@ -257,18 +257,6 @@ impl Client {
         self.inner.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Checks `frame` against the frame limit and fills in its length, or says why not.
-    fn seal(&self, frame: &mut FrameBuf) -> Result<(), String> {
-        let max = self.inner.options.max_frame_size;
-        if frame.body_len() > max {
-            return Err(format!(
-                "the request is {} bytes, over the {max}-byte frame limit; send less or raise max_frame_size on both ends",
-                frame.body_len()
-            ));
-        }
-        frame.seal().map_err(|e| e.to_string())
-    }
-
     /// Sends request `id` (a sealed frame) and waits for its answer's params. `method`
     /// names the method in errors.
     async fn exchange(
@@ -300,7 +288,19 @@ impl Client {
     }
 }
 
-fn decode<R: DeserializeOwned>(
+/// Checks `frame` against the frame limit `max` and fills in its length, or says why not.
+pub(crate) fn seal(frame: &mut FrameBuf, max: usize) -> Result<(), String> {
+    if frame.body_len() > max {
+        return Err(format!(
+            "the request is {} bytes, over the {max}-byte frame limit; send less or raise max_frame_size on both ends",
+            frame.body_len()
+        ));
+    }
+    frame.seal().map_err(|e| e.to_string())
+}
+
+/// Decodes an Ok answer's params as `R`.
+pub(crate) fn decode<R: DeserializeOwned>(
     method: &(dyn Fn() -> String + Sync),
     raw: &RawValue,
 ) -> Result<R, RpcError> {

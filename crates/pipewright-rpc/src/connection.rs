@@ -26,20 +26,13 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use pipewright::PipeStream;
-use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, ReadBuf, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 
-use crate::frame::HEADER_LEN;
-use crate::wire::{self, Status};
+use crate::frame_buffer::{FrameBuffer, Front};
+use crate::wire::{self, Answer};
 use crate::writer::SharedWriter;
-
-/// An answer: the Ok params, or the Err message.
-pub(crate) type Answer = Result<Box<RawValue>, String>;
-
-/// The read buffer's starting size; it grows for larger frames.
-const READ_BUFFER: usize = 64 * 1024;
 
 /// A connection to a server.
 pub(crate) struct Connection {
@@ -54,10 +47,7 @@ impl Connection {
         let reading = Arc::new(Reading {
             state: Mutex::new(ReadState {
                 io: read_half,
-                buf: vec![0; READ_BUFFER],
-                start: 0,
-                end: 0,
-                max_frame_size,
+                frames: FrameBuffer::new(max_frame_size),
                 calls: HashMap::default(),
                 turn: Turn::ReaderTask,
                 reader_task: None,
@@ -218,11 +208,8 @@ struct Reading {
 
 struct ReadState {
     io: ReadHalf<PipeStream>,
-    /// Bytes read; `start..end` are not handled yet.
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    max_frame_size: usize,
+    /// Bytes read and not handled yet.
+    frames: FrameBuffer,
     calls: HashMap<u64, Call, BuildHasherDefault<IdHasher>>,
     turn: Turn,
     reader_task: Option<Waker>,
@@ -431,25 +418,22 @@ impl ReadState {
                     return Poll::Ready(());
                 }
             }
-            self.make_room();
-            let mut read_buf = ReadBuf::new(&mut self.buf[self.end..]);
+            let mut read_buf = ReadBuf::new(self.frames.spare());
             match Pin::new(&mut self.io).poll_read(cx, &mut read_buf) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(())) => {
                     let n = read_buf.filled().len();
                     if n == 0 {
-                        let reason = if self.start == self.end {
-                            "the server closed the connection".to_owned()
-                        } else {
-                            format!(
-                                "truncated frame: the server closed the connection after {} bytes of a frame",
-                                self.end - self.start
-                            )
+                        let reason = match self.frames.unhandled_len() {
+                            0 => "the server closed the connection".to_owned(),
+                            got => format!(
+                                "truncated frame: the server closed the connection after {got} bytes of a frame"
+                            ),
                         };
                         self.close(reason);
                         return Poll::Ready(());
                     }
-                    self.end += n;
+                    self.frames.filled(n);
                 }
                 Poll::Ready(Err(e)) => {
                     self.close(format!("reading a frame: {e}"));
@@ -459,68 +443,27 @@ impl ReadState {
         }
     }
 
-    /// Frees space after `end` for the next read: moves unhandled bytes to the front, and
-    /// grows the buffer when one frame needs more.
-    fn make_room(&mut self) {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        let unhandled = self.end - self.start;
-        let needed = match self.buf[self.start..self.end].first_chunk::<HEADER_LEN>() {
-            // The whole frame (bounded by the limit, checked in `next_frame`).
-            Some(header) => HEADER_LEN + u32::from_le_bytes(*header) as usize,
-            None => HEADER_LEN,
-        };
-        if self.start > 0
-            && (self.buf.len() - self.end < 4096 || self.buf.len() - self.start < needed)
-        {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.start = 0;
-            self.end = unhandled;
-        }
-        if self.buf.len() < needed {
-            self.buf.resize(needed, 0);
-        }
-    }
-
     /// Handles the next whole frame in the buffer, if there is one: gives the answer to its
     /// call (waking it unless it is `me`). Ends the connection on a bad frame.
     fn next_frame(&mut self, me: Turn) -> bool {
-        let unhandled = &self.buf[self.start..self.end];
-        let Some(header) = unhandled.first_chunk::<HEADER_LEN>() else {
-            return false;
-        };
-        let len = u32::from_le_bytes(*header) as usize;
-        if len > self.max_frame_size {
-            let max = self.max_frame_size;
-            self.close(format!(
-                "the server sent a {len}-byte answer, over the {max}-byte frame limit; raise the client's max_frame_size"
-            ));
-            return false;
-        }
-        if unhandled.len() < HEADER_LEN + len {
-            return false;
-        }
-        let body = &unhandled[HEADER_LEN..HEADER_LEN + len];
-        let envelope = match wire::decode_response(body) {
-            Ok(envelope) => envelope,
-            Err(message) => {
-                self.close(message);
+        let (id, answer, len) = match self.frames.front() {
+            Front::Partial => return false,
+            Front::Oversize(len) => {
+                let max = self.frames.max_frame();
+                self.close(format!(
+                    "the server sent a {len}-byte answer, over the {max}-byte frame limit; raise the client's max_frame_size"
+                ));
                 return false;
             }
+            Front::Whole(body) => match wire::decode_answer(body) {
+                Ok((id, answer)) => (id, answer, body.len()),
+                Err(message) => {
+                    self.close(message);
+                    return false;
+                }
+            },
         };
-        let answer: Answer = match envelope.status {
-            Status::Ok => Ok(envelope
-                .params
-                .map(|p| p.to_owned())
-                .unwrap_or_else(null_value)),
-            Status::Err => Err(envelope.params.map_or_else(String::new, |p| {
-                serde_json::from_str::<String>(p.get()).unwrap_or_else(|_| p.get().to_owned())
-            })),
-        };
-        let id = envelope.id;
-        self.start += HEADER_LEN + len;
+        self.frames.consume_frame(len);
         if id.is_some() && !self.ids_seen {
             // Answers carry ids: none can be taken for another call's, so placeholders of
             // abandoned calls are not needed.
@@ -557,10 +500,6 @@ impl ReadState {
         }
         true
     }
-}
-
-fn null_value() -> Box<RawValue> {
-    Box::<RawValue>::default()
 }
 
 /// Hashes call ids (sequential numbers) with one multiplication.

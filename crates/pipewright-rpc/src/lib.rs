@@ -10,6 +10,9 @@
 //! - [`Client`] makes typed calls with a per-call timeout; dropping a call's future abandons
 //!   it; a dead connection is replaced on the next call; connecting uses the core's retry of
 //!   busy and missing servers.
+//! - [`blocking::Client`] makes one call at a time on the caller's thread, without a runtime;
+//!   with [`Server::connection_threads`] the server answers such a connection on a thread of
+//!   its own, so a call costs one write and one read on each side.
 //! - [`demo`] is pipe-rpc's demo service (Factorial, Reverse, Echo).
 //!
 //! ```no_run
@@ -109,13 +112,16 @@
 //! served as usual. Requests without ids are still answered strictly in order.
 #![warn(missing_docs)]
 
+pub mod blocking;
 mod client;
 mod connection;
 pub mod demo;
 mod error;
 pub mod frame;
+mod frame_buffer;
 mod router;
 mod server;
+mod thread_connection;
 mod wire;
 mod writer;
 

@@ -2,6 +2,7 @@
 //! without an id and as soon as ready for requests with one.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::frame::{read_frame, whole_frame_len, Frame, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN};
 use crate::router::{Dispatch, ReplyFuture, ReplyTo, Router};
+use crate::thread_connection::ConnectionThread;
 use crate::writer::SharedWriter;
 
 /// The default number of requests one connection may have in flight.
@@ -61,6 +63,7 @@ pub struct Server {
     max_frame_size: usize,
     max_queued_answer_bytes: usize,
     shutdown_grace: Duration,
+    connection_threads: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +83,7 @@ impl Server {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_queued_answer_bytes: DEFAULT_MAX_QUEUED_ANSWER_BYTES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            connection_threads: 0,
         }
     }
 
@@ -135,6 +139,30 @@ impl Server {
         self
     }
 
+    /// Serves up to `n` connections each on a thread of its own (default 0: every
+    /// connection is a task). Such a connection reads with the core's blocking stream and
+    /// answers its requests one at a time, in the order they came; a handler that waits is
+    /// run to its end on that thread (the server's runtime drives its I/O and timers) and
+    /// holds up that connection's next request. That is the fastest form for clients that
+    /// make one call at a time, such as [`blocking::Client`](crate::blocking::Client): a
+    /// call costs a write and a read on each side, no task wake-up. Connections beyond `n`
+    /// are served as tasks, with many requests in flight. A client that stops reading
+    /// blocks its thread's write (backpressure). Shutdown is as for tasks: a thread waiting
+    /// for a request ends at once, one answering finishes within the
+    /// [`shutdown_grace`](Self::shutdown_grace).
+    ///
+    /// ```no_run
+    /// use pipewright_rpc::{demo, Server};
+    /// # async fn run() -> pipewright::Result<()> {
+    /// let listener = pipewright::Listener::bind("rpc_demo")?;
+    /// Server::new(demo::router()).connection_threads(16).serve(listener).await
+    /// # }
+    /// ```
+    pub fn connection_threads(mut self, n: usize) -> Self {
+        self.connection_threads = n;
+        self
+    }
+
     /// The largest request body accepted, and answer body sent (default 16 MiB). A larger
     /// request is skipped unread and answered with an Err.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
@@ -164,6 +192,8 @@ impl Server {
             max_frame_size: self.max_frame_size,
             max_queued: self.max_queued_answer_bytes,
         };
+        let threads = Arc::new(AtomicUsize::new(0));
+        let mut thread_number = 0u64;
         tokio::pin!(signal);
         let result = loop {
             tokio::select! {
@@ -172,7 +202,15 @@ impl Server {
                 accepted = listener.accept() => match accepted {
                     Ok(stream) => {
                         let router = self.router.clone();
-                        connections.spawn(serve_connection(stream, router, limits, stop_rx.clone()));
+                        if threads.load(Ordering::Acquire) < self.connection_threads {
+                            thread_number += 1;
+                            let name = format!("rpc-connection-{thread_number}");
+                            if let Some(thread) = on_thread(stream, router, limits.max_frame_size, name, &threads).await {
+                                connections.spawn(thread.watch(stop_rx.clone()));
+                            }
+                        } else {
+                            connections.spawn(serve_connection(stream, router, limits, stop_rx.clone()));
+                        }
                     }
                     Err(e) if e.kind() == ErrorKind::Closed => break Ok(()),
                     Err(e) if matches!(e.kind(), ErrorKind::AccessDenied | ErrorKind::Other | ErrorKind::Disconnected | ErrorKind::Busy) => {
@@ -193,10 +231,41 @@ impl Server {
     }
 }
 
+/// Starts serving `stream` on a thread of its own, counted in `threads`; `None` (the
+/// connection dropped, with a warning) when the stream cannot be made blocking or no thread
+/// can be started.
+async fn on_thread(
+    stream: PipeStream,
+    router: Arc<Router>,
+    max_frame: usize,
+    name: String,
+    threads: &Arc<AtomicUsize>,
+) -> Option<ConnectionThread> {
+    let stream = match stream.into_blocking().await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot serve a connection on a thread; closing it");
+            return None;
+        }
+    };
+    threads.fetch_add(1, Ordering::AcqRel);
+    let count = threads.clone();
+    let on_exit = move || {
+        count.fetch_sub(1, Ordering::AcqRel);
+    };
+    match ConnectionThread::spawn(stream, router, max_frame, name, on_exit) {
+        Ok(thread) => Some(thread),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a connection thread; closing the connection");
+            None
+        }
+    }
+}
+
 /// The server has stopped: connections end by `deadline`.
 #[derive(Debug, Clone, Copy)]
-struct Stop {
-    deadline: Option<Instant>,
+pub(crate) struct Stop {
+    pub(crate) deadline: Option<Instant>,
 }
 
 /// Serves one connection until the peer ends it, the framing breaks, or the server stops.
@@ -312,18 +381,10 @@ async fn serve_connection(
             };
             match frame {
                 Ok(Some(Frame::Body(body))) => router.dispatch(&body, limits.max_frame_size),
-                Ok(Some(Frame::Oversize { len })) => {
-                    let reply = ReplyTo {
-                        id: None,
-                        max_frame: limits.max_frame_size,
-                        method: String::new(),
-                    };
-                    let message = format!(
-                        "request frame of {len} bytes is over the {}-byte limit; it was skipped unread. Send smaller requests or raise the server's max_frame_size",
-                        limits.max_frame_size
-                    );
-                    (None, Dispatch::Ready(reply.err(&message)))
-                }
+                Ok(Some(Frame::Oversize { len })) => (
+                    None,
+                    Dispatch::Ready(oversize_answer(len, limits.max_frame_size)),
+                ),
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "closing the connection");
@@ -418,6 +479,18 @@ async fn drain(
     if let Ok(Some(reason)) = ended {
         tracing::debug!(%reason, "closing the connection: its answers could not all be sent");
     }
+}
+
+/// The Err answer (without id) to a request frame of `len` bytes over the `max`-byte limit.
+pub(crate) fn oversize_answer(len: usize, max: usize) -> Vec<u8> {
+    let reply = ReplyTo {
+        id: None,
+        max_frame: max,
+        method: String::new(),
+    };
+    reply.err(&format!(
+        "request frame of {len} bytes is over the {max}-byte limit; it was skipped unread. Send smaller requests or raise the server's max_frame_size"
+    ))
 }
 
 /// Polls `fut` once: its output if it is ready, else `None` (to be polled again elsewhere).

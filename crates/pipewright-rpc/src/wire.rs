@@ -252,6 +252,24 @@ pub(crate) fn decode_response(body: &[u8]) -> Result<ResponseEnvelope<'_>, Strin
     })
 }
 
+/// An answer: the Ok params, or the Err message.
+pub(crate) type Answer = Result<Box<RawValue>, String>;
+
+/// Reads a response body as its id (if any) and its answer. An Ok without params answers
+/// JSON `null`; an Err whose params are not a string keeps their JSON text as the message.
+pub(crate) fn decode_answer(body: &[u8]) -> Result<(Option<u64>, Answer), String> {
+    let envelope = decode_response(body)?;
+    let answer = match envelope.status {
+        Status::Ok => Ok(envelope
+            .params
+            .map_or_else(Box::<RawValue>::default, |p| p.to_owned())),
+        Status::Err => Err(envelope.params.map_or_else(String::new, |p| {
+            serde_json::from_str::<String>(p.get()).unwrap_or_else(|_| p.get().to_owned())
+        })),
+    };
+    Ok((envelope.id, answer))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

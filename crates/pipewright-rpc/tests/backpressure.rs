@@ -53,10 +53,11 @@ async fn read_answer(r: &mut (impl AsyncReadExt + Unpin)) -> Option<serde_json::
     Some(serde_json::from_slice(&body).expect("the answer is JSON"))
 }
 
-async fn flood_then_read(ids: bool) {
+async fn flood_then_read(ids: bool, threads: usize) {
     let server = RunningServer::start(
         "flood",
         Server::new(test_router())
+            .connection_threads(threads)
             .max_in_flight(IN_FLIGHT)
             .max_queued_answer_bytes(MARK),
     );
@@ -120,7 +121,7 @@ async fn flood_then_read(ids: bool) {
         }
     };
     println!(
-        "ids: {ids}: the flooding client's writes blocked after {} KiB",
+        "ids: {ids}, connection threads: {threads}: the flooding client's writes blocked after {} KiB",
         stalled_at >> 10
     );
     assert!(
@@ -173,10 +174,14 @@ async fn flood_then_read(ids: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_pushed_back_and_others_are_served() {
-    watchdog(flood_then_read(true)).await;
+    for threads in SERVED_ON {
+        watchdog(flood_then_read(true, threads)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_without_ids_stay_in_order_under_backpressure() {
-    watchdog(flood_then_read(false)).await;
+    for threads in SERVED_ON {
+        watchdog(flood_then_read(false, threads)).await;
+    }
 }

@@ -266,33 +266,36 @@ async fn connect_waits_for_a_server_that_starts_late_and_reports_a_missing_one()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_answers_calls_already_read() {
     watchdog(async {
-        let (started_tx, started_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let router = Router::new().handle("Slow", move |tag: u64| {
-            let _ = started_tx.send(());
-            async move {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                Ok::<_, String>(tag)
-            }
-        });
-        let mut started_rx = started_rx;
-        let server = RunningServer::start("graceful", Server::new(router));
-        let client = Client::connect(&server.name).await.unwrap();
-        let slow = tokio::spawn({
-            let client = client.clone();
-            async move { client.call::<_, u64>("Slow", &77u64).await }
-        });
-        // Shut down while the handler runs.
-        started_rx.recv().await.unwrap();
-        let name = server.name.clone();
-        server.shutdown().await;
-        assert_eq!(
-            slow.await.unwrap().unwrap(),
-            77,
-            "the call in flight was answered"
-        );
-        // The name is no longer served.
-        let err = pipewright::probe(&name, Duration::ZERO).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        for threads in SERVED_ON {
+            let (started_tx, started_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+            let router = Router::new().handle("Slow", move |tag: u64| {
+                let _ = started_tx.send(());
+                async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok::<_, String>(tag)
+                }
+            });
+            let mut started_rx = started_rx;
+            let server =
+                RunningServer::start("graceful", Server::new(router).connection_threads(threads));
+            let client = Client::connect(&server.name).await.unwrap();
+            let slow = tokio::spawn({
+                let client = client.clone();
+                async move { client.call::<_, u64>("Slow", &77u64).await }
+            });
+            // Shut down while the handler runs.
+            started_rx.recv().await.unwrap();
+            let name = server.name.clone();
+            server.shutdown().await;
+            assert_eq!(
+                slow.await.unwrap().unwrap(),
+                77,
+                "the call in flight was answered"
+            );
+            // The name is no longer served.
+            let err = pipewright::probe(&name, Duration::ZERO).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        }
     })
     .await
 }

@@ -136,49 +136,52 @@ async fn read_to_end_or_error(r: &mut ReadHalf<PipeStream>) -> (u64, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_a_client_that_never_reads_after_the_grace_and_answers_the_others() {
     watchdog(async {
-        let (started_tx, mut started) = mpsc::unbounded_channel();
-        let gate = Arc::new(Semaphore::new(0));
-        let serving = serve(
-            "drain",
-            Server::new(holding_router(started_tx, gate.clone()))
-                .max_in_flight(IN_FLIGHT)
-                .max_queued_answer_bytes(MARK)
-                .shutdown_grace(Duration::from_secs(5)),
-        );
-        let mut hostile = flood_until_stalled(&serving.name, &ConnectOptions::new()).await;
+        for threads in SERVED_ON {
+            let (started_tx, mut started) = mpsc::unbounded_channel();
+            let gate = Arc::new(Semaphore::new(0));
+            let serving = serve(
+                "drain",
+                Server::new(holding_router(started_tx, gate.clone()))
+                    .connection_threads(threads)
+                    .max_in_flight(IN_FLIGHT)
+                    .max_queued_answer_bytes(MARK)
+                    .shutdown_grace(Duration::from_secs(5)),
+            );
+            let mut hostile = flood_until_stalled(&serving.name, &ConnectOptions::new()).await;
 
-        // A well-behaved client with a call in flight (its handler runs) at the signal.
-        let options = ClientOptions::new().call_timeout(Duration::from_secs(60));
-        let good = Client::connect_with(serving.name.as_str(), options)
-            .await
-            .expect("connect the well-behaved client");
-        let call = tokio::spawn(async move {
-            let answer = good.call::<_, String>("Hold", &serde_json::json!({})).await;
-            (answer, good)
-        });
-        started.recv().await.expect("the Hold handler runs");
+            // A well-behaved client with a call in flight (its handler runs) at the signal.
+            let options = ClientOptions::new().call_timeout(Duration::from_secs(60));
+            let good = Client::connect_with(serving.name.as_str(), options)
+                .await
+                .expect("connect the well-behaved client");
+            let call = tokio::spawn(async move {
+                let answer = good.call::<_, String>("Hold", &serde_json::json!({})).await;
+                (answer, good)
+            });
+            started.recv().await.expect("the Hold handler runs");
 
-        serving.stop.send(()).expect("the server is running");
-        gate.add_permits(1);
+            serving.stop.send(()).expect("the server is running");
+            gate.add_permits(1);
 
-        // Bounded by the watchdog only: without a bounded drain this never returns.
-        serving
-            .task
-            .await
-            .expect("server task")
-            .expect("serve_with_shutdown returns Ok");
-        let (answer, _good) = call.await.expect("call task");
-        assert_eq!(
-            answer.expect("the call in flight at the signal is answered"),
-            "held"
-        );
+            // Bounded by the watchdog only: without a bounded drain this never returns.
+            serving
+                .task
+                .await
+                .expect("server task")
+                .expect("serve_with_shutdown returns Ok");
+            let (answer, _good) = call.await.expect("call task");
+            assert_eq!(
+                answer.expect("the call in flight at the signal is answered"),
+                "held"
+            );
 
-        // The flooding client's connection is closed: what the server handed to the stream
-        // can still be read, then the stream ends (or fails).
-        let (read, end) = read_to_end_or_error(&mut hostile.answers).await;
-        println!("the flooding client read {} KiB, then: {end}", read >> 10);
-        hostile.writer.abort();
-        let _ = hostile.writer.await;
+            // The flooding client's connection is closed: what the server handed to the stream
+            // can still be read, then the stream ends (or fails).
+            let (read, end) = read_to_end_or_error(&mut hostile.answers).await;
+            println!("the flooding client read {} KiB, then: {end}", read >> 10);
+            hostile.writer.abort();
+            let _ = hostile.writer.await;
+        }
     })
     .await;
 }
@@ -186,36 +189,39 @@ async fn shutdown_closes_a_client_that_never_reads_after_the_grace_and_answers_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_vanishes_during_the_drain_ends_its_connection_at_once() {
     watchdog(async {
-        // A grace far longer than the watchdog: the server returns within the watchdog
-        // only if the connection ends as soon as its client is gone.
-        let serving = serve(
-            "vanish",
-            Server::new(demo::router())
-                .max_in_flight(IN_FLIGHT)
-                .max_queued_answer_bytes(MARK)
-                .shutdown_grace(Duration::from_secs(3600)),
-        );
-        // No linger on the client: closing it cancels its own blocked write at once.
-        let options = ConnectOptions::new().linger(Duration::ZERO);
-        let hostile = flood_until_stalled(&serving.name, &options).await;
+        for threads in SERVED_ON {
+            // A grace far longer than the watchdog: the server returns within the watchdog
+            // only if the connection ends as soon as its client is gone.
+            let serving = serve(
+                "vanish",
+                Server::new(demo::router())
+                    .connection_threads(threads)
+                    .max_in_flight(IN_FLIGHT)
+                    .max_queued_answer_bytes(MARK)
+                    .shutdown_grace(Duration::from_secs(3600)),
+            );
+            // No linger on the client: closing it cancels its own blocked write at once.
+            let options = ConnectOptions::new().linger(Duration::ZERO);
+            let hostile = flood_until_stalled(&serving.name, &options).await;
 
-        serving.stop.send(()).expect("the server is running");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(
-            !serving.task.is_finished(),
-            "the server waits for the answers of the client that never reads"
-        );
+            serving.stop.send(()).expect("the server is running");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(
+                !serving.task.is_finished(),
+                "the server waits for the answers of the client that never reads"
+            );
 
-        // The client goes away in the middle of the drain.
-        hostile.writer.abort();
-        let _ = hostile.writer.await;
-        drop(hostile.answers);
+            // The client goes away in the middle of the drain.
+            hostile.writer.abort();
+            let _ = hostile.writer.await;
+            drop(hostile.answers);
 
-        serving
-            .task
-            .await
-            .expect("server task")
-            .expect("serve_with_shutdown returns Ok");
+            serving
+                .task
+                .await
+                .expect("server task")
+                .expect("serve_with_shutdown returns Ok");
+        }
     })
     .await;
 }

@@ -51,6 +51,10 @@ pub struct ServeDemoArgs {
     /// stops reading its requests (a client that does not read its answers is slowed down).
     #[arg(long, value_name = "BYTES", default_value_t = pipewright_rpc::DEFAULT_MAX_QUEUED_ANSWER_BYTES)]
     pub max_queued_answer_bytes: usize,
+    /// Connections served each on a thread of its own, one request at a time (the fastest
+    /// form for clients that make one call at a time); the rest are served as tasks.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub connection_threads: usize,
 }
 
 /// Arguments of `rpc call`.
@@ -88,7 +92,8 @@ async fn serve_demo(a: ServeDemoArgs) -> u8 {
     let _ = std::io::stdout().flush();
     let server = Server::new(demo::router())
         .max_in_flight(a.max_in_flight)
-        .max_queued_answer_bytes(a.max_queued_answer_bytes);
+        .max_queued_answer_bytes(a.max_queued_answer_bytes)
+        .connection_threads(a.connection_threads);
     let stopped = server
         .serve_with_shutdown(listener, async {
             let _ = tokio::signal::ctrl_c().await;

@@ -12,6 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// How a test's server serves its connections: as tasks (0 connection threads), then each
+/// on a thread of its own (up to 8).
+pub const SERVED_ON: [usize; 2] = [0, 8];
+
 /// A pipe name no other test, run or process uses.
 pub fn unique_name(tag: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
