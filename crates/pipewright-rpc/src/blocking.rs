@@ -123,8 +123,7 @@ impl Client {
             wire::encode_call(method, params, Some(id)).map_err(|e| encode_error(e.to_string()))?;
         seal(&mut frame, self.options.max_frame_size).map_err(encode_error)?;
         let method = || method.to_owned();
-        let raw = self.exchange(id, &frame, timeout, &method)?;
-        decode(&method, &raw)
+        self.exchange(id, &frame, timeout, &method)
     }
 
     /// Sends a request value that serializes as `{"method": ..., "params": ...}` (a
@@ -158,8 +157,7 @@ impl Client {
             detail,
         })?;
         let method = || wire::method_of(frame.body());
-        let raw = self.exchange(id, &frame, timeout, &method)?;
-        decode(&method, &raw)
+        self.exchange(id, &frame, timeout, &method)
     }
 
     /// Drops the current connection and connects again.
@@ -187,19 +185,23 @@ impl Client {
         Ok(self.conn.as_mut().expect("connected above"))
     }
 
-    /// Sends request `id` (a sealed frame) and waits for its answer's params; drops the
-    /// connection when the call fails other than by the server's Err.
-    fn exchange(
+    /// Sends request `id` (a sealed frame), waits for its answer and decodes the Ok params
+    /// as `R`; drops the connection when the call fails other than by the server's Err.
+    fn exchange<R: DeserializeOwned>(
         &mut self,
         id: u64,
         frame: &FrameBuf,
         timeout: Duration,
-        method: &dyn Fn() -> String,
-    ) -> Result<Box<RawValue>, RpcError> {
+        method: &(dyn Fn() -> String + Sync),
+    ) -> Result<R, RpcError> {
         let deadline = Instant::now().checked_add(timeout);
-        let outcome = self.connection()?.exchange(id, frame.frame(), deadline);
+        let conn = self.connection()?;
+        let outcome = conn.exchange(id, frame.frame(), deadline, |answer| match answer {
+            Ok(params) => decode(method, params),
+            Err(message) => Err(RpcError::Remote(message)),
+        });
         match outcome {
-            Ok(answer) => answer.map_err(RpcError::Remote),
+            Ok(result) => result,
             Err(failure) => {
                 self.conn = None;
                 Err(match failure {
@@ -244,12 +246,15 @@ fn open(name: &PipeName, options: &ConnectOptions) -> pipewright::Result<Blockin
 }
 
 impl Connection {
-    fn exchange(
+    /// Writes `frame` (request `id`) and reads until its answer, which `take` gets (the Ok
+    /// params borrowed from the read buffer, or the Err message).
+    fn exchange<T>(
         &mut self,
         id: u64,
         frame: &[u8],
         deadline: Option<Instant>,
-    ) -> Result<wire::Answer, Failure> {
+        take: impl FnOnce(Result<&RawValue, String>) -> T,
+    ) -> Result<T, Failure> {
         self.stream
             .write_all(frame)
             .map_err(|e| Failure::Closed(format!("sending the request: {e}")))?;
@@ -264,14 +269,17 @@ impl Connection {
                 }
                 Front::Whole(body) => {
                     let len = body.len();
-                    let (answer_id, answer) = wire::decode_answer(body).map_err(Failure::Closed)?;
-                    self.frames.consume_frame(len);
+                    let (answer_id, answer) =
+                        wire::decode_answer_borrowed(body).map_err(Failure::Closed)?;
                     // An answer without an id answers the oldest call: this one. Any other id
                     // cannot come (one call at a time, and a call that fails drops the
                     // connection), and is skipped.
                     if answer_id.is_none_or(|a| a == id) {
-                        return Ok(answer);
+                        let taken = take(answer);
+                        self.frames.consume_frame(len);
+                        return Ok(taken);
                     }
+                    self.frames.consume_frame(len);
                     tracing::debug!(answer_id, id, "skipping an answer to another call");
                     continue;
                 }

@@ -119,6 +119,8 @@ pub mod demo;
 mod error;
 pub mod frame;
 mod frame_buffer;
+#[cfg(any(feature = "fuzzing", test))]
+pub mod fuzzing;
 mod router;
 mod server;
 mod thread_connection;

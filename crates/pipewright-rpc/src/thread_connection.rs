@@ -34,9 +34,10 @@ pub(crate) struct ConnectionThread {
 }
 
 /// What the server and the thread share.
-struct Control {
+pub(crate) struct Control {
     phase: Mutex<Phase>,
-    interrupter: Interrupter,
+    /// Ends the thread's blocked read or write (none for a stream that never blocks).
+    interrupter: Option<Interrupter>,
     /// Set once the shutdown grace is over: a handler still running is dropped.
     grace_over: watch::Sender<bool>,
 }
@@ -52,6 +53,15 @@ enum Phase {
 }
 
 impl Control {
+    /// The control of a connection whose stream `interrupter` stops.
+    pub(crate) fn new(interrupter: Option<Interrupter>) -> Control {
+        Control {
+            phase: Mutex::new(Phase::Answering),
+            interrupter,
+            grace_over: watch::channel(false).0,
+        }
+    }
+
     /// Moves to `next` unless the server has stopped; false when it has.
     fn enter(&self, next: Phase) -> bool {
         let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
@@ -65,14 +75,20 @@ impl Control {
     fn stop(&self) {
         let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
         if *phase == Phase::Reading {
-            self.interrupter.interrupt();
+            self.interrupt();
         }
         *phase = Phase::Stopping;
     }
 
     fn end_grace(&self) {
         self.grace_over.send_replace(true);
-        self.interrupter.interrupt();
+        self.interrupt();
+    }
+
+    fn interrupt(&self) {
+        if let Some(interrupter) = &self.interrupter {
+            interrupter.interrupt();
+        }
     }
 }
 
@@ -86,11 +102,7 @@ impl ConnectionThread {
         name: String,
         on_exit: impl FnOnce() + Send + 'static,
     ) -> std::io::Result<ConnectionThread> {
-        let control = Arc::new(Control {
-            phase: Mutex::new(Phase::Answering),
-            interrupter: stream.interrupter(),
-            grace_over: watch::channel(false).0,
-        });
+        let control = Arc::new(Control::new(Some(stream.interrupter())));
         let (done_tx, done) = oneshot::channel::<()>();
         let runtime = Handle::current();
         let shared = control.clone();
@@ -153,13 +165,15 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
 
 /// The thread's loop: until the peer ends, the framing breaks, a write fails or the server
 /// stops.
-fn serve(
-    mut stream: BlockingPipeStream,
+pub(crate) fn serve<S: Read + Write>(
+    mut stream: S,
     router: &Router,
     max_frame: usize,
     control: &Control,
     runtime: &Handle,
 ) {
+    // Handlers find the server's runtime as theirs (to spawn, sleep or do I/O) on this thread.
+    let _context = runtime.enter();
     let mut frames = FrameBuffer::new(max_frame);
     let mut answers = Vec::new();
     loop {
@@ -225,7 +239,7 @@ fn serve(
 
 /// Reads and drops the body of an oversize frame (`len` bytes after the header at the
 /// front); false when the stream ends or fails first.
-fn skip(stream: &mut BlockingPipeStream, frames: &mut FrameBuffer, len: usize) -> bool {
+fn skip(stream: &mut impl Read, frames: &mut FrameBuffer, len: usize) -> bool {
     let whole = HEADER_LEN + len;
     let mut left = whole - frames.discard(whole);
     while left > 0 {
@@ -244,14 +258,12 @@ fn skip(stream: &mut BlockingPipeStream, frames: &mut FrameBuffer, len: usize) -
     true
 }
 
-/// Runs a handler to its answer on this thread: polled once in place (most finish at
-/// once), else driven to the end with `runtime`. `None` when the grace ran out first.
+/// Runs a handler to its answer on this thread (inside `runtime`'s context): polled once in
+/// place (most finish at once), else driven to the end with `runtime`. `None` when the grace
+/// ran out first.
 fn run_handler(mut fut: ReplyFuture, runtime: &Handle, control: &Control) -> Option<Vec<u8>> {
-    {
-        let _context = runtime.enter();
-        if let Poll::Ready(frame) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            return Some(frame);
-        }
+    if let Poll::Ready(frame) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        return Some(frame);
     }
     let mut grace_over = control.grace_over.subscribe();
     runtime.block_on(async move {

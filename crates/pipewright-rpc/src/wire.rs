@@ -258,11 +258,20 @@ pub(crate) type Answer = Result<Box<RawValue>, String>;
 /// Reads a response body as its id (if any) and its answer. An Ok without params answers
 /// JSON `null`; an Err whose params are not a string keeps their JSON text as the message.
 pub(crate) fn decode_answer(body: &[u8]) -> Result<(Option<u64>, Answer), String> {
+    let (id, answer) = decode_answer_borrowed(body)?;
+    Ok((id, answer.map(RawValue::to_owned)))
+}
+
+/// Like [`decode_answer`], with the Ok params borrowed from `body`.
+pub(crate) fn decode_answer_borrowed(
+    body: &[u8],
+) -> Result<(Option<u64>, Result<&RawValue, String>), String> {
+    const NULL: &str = "null";
     let envelope = decode_response(body)?;
     let answer = match envelope.status {
         Status::Ok => Ok(envelope
             .params
-            .map_or_else(Box::<RawValue>::default, |p| p.to_owned())),
+            .unwrap_or_else(|| serde_json::from_str(NULL).expect("null is JSON"))),
         Status::Err => Err(envelope.params.map_or_else(String::new, |p| {
             serde_json::from_str::<String>(p.get()).unwrap_or_else(|_| p.get().to_owned())
         })),
