@@ -6,7 +6,8 @@
 #   scripts/fuzz.sh run FUZZ_DIR [SECONDS]   every target for SECONDS (default 10) each, from the
 #                                            committed corpus FUZZ_DIR/seeds/<target>/ plus the
 #                                            local, ignored FUZZ_DIR/corpus/<target>/ (where new
-#                                            inputs go); fails on a crash, and when no target ran
+#                                            inputs go); fails on a crash, on a target without
+#                                            committed seeds, and when no target ran
 #   scripts/fuzz.sh minimize FUZZ_DIR        replaces each seeds/<target>/ by the smallest set of
 #                                            inputs of seeds/ and corpus/ with the same coverage
 #                                            (libFuzzer -merge=1); commit the result
@@ -43,11 +44,12 @@ run)
     for target in "${targets[@]}"; do
         mkdir -p "corpus/$target"
         dirs=("corpus/$target")
-        if [[ -n "$(ls -A "seeds/$target" 2>/dev/null)" ]]; then
-            dirs+=("seeds/$target")
-        else
-            echo "fuzz: WARNING: $target has no committed corpus in $dir/seeds/$target (see README.md)" >&2
+        if [[ -z "$(ls -A "seeds/$target" 2>/dev/null)" ]]; then
+            echo "fuzz: $target has no committed corpus in $dir/seeds/$target: write its seeds (see README.md)" >&2
+            failed+=("$target")
+            continue
         fi
+        dirs+=("seeds/$target")
         echo "=== $target (${secs}s, sanitizer=$sanitizer, corpus: ${dirs[*]})"
         if cargo fuzz run -s "$sanitizer" "$target" "${dirs[@]}" -- \
             -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=0; then

@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::runtime::Builder;
 
-use crate::client::{decode, seal, ClientOptions};
+use crate::client::{call_frame, decode, request_frame, ClientOptions};
 use crate::error::RpcError;
 use crate::frame::FrameBuf;
 use crate::frame_buffer::{FrameBuffer, Front};
@@ -115,13 +115,7 @@ impl Client {
         R: DeserializeOwned,
     {
         let id = self.take_id();
-        let encode_error = |detail| RpcError::Encode {
-            method: method.to_owned(),
-            detail,
-        };
-        let mut frame =
-            wire::encode_call(method, params, Some(id)).map_err(|e| encode_error(e.to_string()))?;
-        seal(&mut frame, self.options.max_frame_size).map_err(encode_error)?;
+        let frame = call_frame(method, params, id, self.options.max_frame_size)?;
         let method = || method.to_owned();
         self.exchange(id, &frame, timeout, &method)
     }
@@ -147,15 +141,7 @@ impl Client {
         R: DeserializeOwned,
     {
         let id = self.take_id();
-        let mut frame =
-            wire::encode_tagged(request, Some(id)).map_err(|detail| RpcError::Encode {
-                method: "request".to_owned(),
-                detail,
-            })?;
-        seal(&mut frame, self.options.max_frame_size).map_err(|detail| RpcError::Encode {
-            method: wire::method_of(frame.body()),
-            detail,
-        })?;
+        let frame = request_frame(request, id, self.options.max_frame_size)?;
         let method = || wire::method_of(frame.body());
         self.exchange(id, &frame, timeout, &method)
     }

@@ -166,13 +166,7 @@ impl Client {
     {
         let conn = self.connection().await?;
         let id = self.next_id();
-        let encode_error = |detail| RpcError::Encode {
-            method: method.to_owned(),
-            detail,
-        };
-        let mut frame =
-            wire::encode_call(method, params, Some(id)).map_err(|e| encode_error(e.to_string()))?;
-        seal(&mut frame, self.inner.options.max_frame_size).map_err(encode_error)?;
+        let frame = call_frame(method, params, id, self.inner.options.max_frame_size)?;
         let method = || method.to_owned();
         let raw = self.exchange(&conn, id, &frame, timeout, &method).await?;
         decode(&method, &raw)
@@ -202,15 +196,7 @@ impl Client {
     {
         let conn = self.connection().await?;
         let id = self.next_id();
-        let mut frame =
-            wire::encode_tagged(request, Some(id)).map_err(|detail| RpcError::Encode {
-                method: "request".to_owned(),
-                detail,
-            })?;
-        seal(&mut frame, self.inner.options.max_frame_size).map_err(|detail| RpcError::Encode {
-            method: wire::method_of(frame.body()),
-            detail,
-        })?;
+        let frame = request_frame(request, id, self.inner.options.max_frame_size)?;
         // The method's name is only needed for an error: read it from the frame then.
         let method = || wire::method_of(frame.body());
         let raw = self.exchange(&conn, id, &frame, timeout, &method).await?;
@@ -288,8 +274,43 @@ impl Client {
     }
 }
 
+/// The sealed frame of call `id` to `method` with `params`, within the frame limit `max`.
+pub(crate) fn call_frame<P: Serialize + ?Sized>(
+    method: &str,
+    params: &P,
+    id: u64,
+    max: usize,
+) -> Result<FrameBuf, RpcError> {
+    let encode_error = |detail| RpcError::Encode {
+        method: method.to_owned(),
+        detail,
+    };
+    let mut frame =
+        wire::encode_call(method, params, Some(id)).map_err(|e| encode_error(e.to_string()))?;
+    seal(&mut frame, max).map_err(encode_error)?;
+    Ok(frame)
+}
+
+/// The sealed frame of request `id` (a `{"method": ..., "params": ...}` value), within the
+/// frame limit `max`.
+pub(crate) fn request_frame<Q: Serialize + ?Sized>(
+    request: &Q,
+    id: u64,
+    max: usize,
+) -> Result<FrameBuf, RpcError> {
+    let mut frame = wire::encode_tagged(request, Some(id)).map_err(|detail| RpcError::Encode {
+        method: "request".to_owned(),
+        detail,
+    })?;
+    seal(&mut frame, max).map_err(|detail| RpcError::Encode {
+        method: wire::method_of(frame.body()),
+        detail,
+    })?;
+    Ok(frame)
+}
+
 /// Checks `frame` against the frame limit `max` and fills in its length, or says why not.
-pub(crate) fn seal(frame: &mut FrameBuf, max: usize) -> Result<(), String> {
+fn seal(frame: &mut FrameBuf, max: usize) -> Result<(), String> {
     if frame.body_len() > max {
         return Err(format!(
             "the request is {} bytes, over the {max}-byte frame limit; send less or raise max_frame_size on both ends",

@@ -84,13 +84,13 @@ pub fn serve_bytes(input: &[u8], read_size: usize, max_frame: usize) -> Vec<u8> 
     io.output
 }
 
+/// One answer as the client reads it: its id, and its Ok params (JSON text) or Err message.
+pub type ReadAnswer = (Option<u64>, Result<String, String>);
+
 /// Reads `bytes` as a server's answer stream the way the blocking client does: each answer's
 /// id and its Ok params (JSON text) or Err message, until the bytes end. An error names the
 /// first frame the client would refuse (over `max_frame`, not a response, or cut short).
-pub fn decode_answers(
-    bytes: &[u8],
-    max_frame: usize,
-) -> Result<Vec<(Option<u64>, Result<String, String>)>, String> {
+pub fn decode_answers(bytes: &[u8], max_frame: usize) -> Result<Vec<ReadAnswer>, String> {
     let mut frames = FrameBuffer::new(max_frame);
     let mut input = bytes;
     let mut answers = Vec::new();

@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -21,10 +22,12 @@ fn router_with_where() -> pipewright_rpc::Router {
 }
 
 /// One client's session on its own thread: `calls` checked calls of every kind; returns the
-/// thread names its `Where` calls saw.
-fn session(name: String, client_no: usize, calls: usize) -> HashSet<String> {
+/// thread names its `Where` calls saw. The first call waits at `all_served` until every
+/// session's connection is being served, so no connection ends before the last is accepted.
+fn session(name: String, client_no: usize, calls: usize, all_served: &Barrier) -> HashSet<String> {
     let mut client = blocking::Client::connect(name.as_str()).expect("connect");
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::from([client.call::<_, String>("Where", &()).expect("where")]);
+    all_served.wait();
     for i in 0..calls {
         let text = format!("client {client_no} call {i} {}", "é".repeat(i % 40));
         let answer: Response = client
@@ -58,6 +61,32 @@ fn session(name: String, client_no: usize, calls: usize) -> HashSet<String> {
     seen
 }
 
+/// Each client's call fails because its connection is closed (and the name is no longer
+/// served, so reconnecting fails too): the next call, or with `eventually` a later one (a
+/// dropped server's tasks are cancelled soon after, not at once; the watchdog bounds the wait).
+async fn expect_closed(clients: Vec<blocking::Client>, after: &'static str, eventually: bool) {
+    tokio::task::spawn_blocking(move || {
+        for mut client in clients {
+            let err = loop {
+                match client.call::<_, String>("Where", &()) {
+                    Err(err) => break err,
+                    Ok(at) if eventually => {
+                        assert!(at.starts_with("rpc-connection-"), "{at}");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Ok(at) => panic!("answered on {at} after {after}"),
+                }
+            };
+            assert!(
+                matches!(err, RpcError::Disconnected { .. } | RpcError::Transport(_)),
+                "after {after}: {err}"
+            );
+        }
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_clients_are_answered_by_task_and_thread_connections() {
     watchdog(async {
@@ -67,10 +96,11 @@ async fn blocking_clients_are_answered_by_task_and_thread_connections() {
                 Server::new(router_with_where()).connection_threads(threads),
             );
             // Three clients at once: with two connection threads, one is served as a task.
+            let all_served = Arc::new(Barrier::new(3));
             let sessions: Vec<_> = (0..3)
                 .map(|k| {
-                    let name = server.name.clone();
-                    std::thread::spawn(move || session(name, k, 300))
+                    let (name, all_served) = (server.name.clone(), all_served.clone());
+                    std::thread::spawn(move || session(name, k, 300, &all_served))
                 })
                 .collect();
             let mut on_threads = 0;
@@ -176,21 +206,7 @@ async fn stopping_the_server_ends_idle_connection_threads_at_once() {
             "{where_:?}"
         );
         server.shutdown().await;
-        // The connections are closed: each client's next call fails (the name is no longer
-        // served, so reconnecting fails too).
-        tokio::task::spawn_blocking(move || {
-            for mut client in clients {
-                let err = client
-                    .call::<_, String>("Where", &())
-                    .expect_err("a call after the server stopped");
-                assert!(
-                    matches!(err, RpcError::Disconnected { .. } | RpcError::Transport(_)),
-                    "{err}"
-                );
-            }
-        })
-        .await
-        .unwrap();
+        expect_closed(clients, "the server stopped", false).await;
     })
     .await
 }
@@ -206,7 +222,7 @@ async fn a_dropped_server_closes_its_connection_threads() {
                 .serve(listener),
         );
         let client_name = name.clone();
-        let mut client = tokio::task::spawn_blocking(move || {
+        let client = tokio::task::spawn_blocking(move || {
             let options = ClientOptions::new().connect_timeout(Duration::from_millis(200));
             let mut client = blocking::Client::connect_with(client_name.as_str(), options).unwrap();
             let at: String = client.call("Where", &()).unwrap();
@@ -217,17 +233,7 @@ async fn a_dropped_server_closes_its_connection_threads() {
         .unwrap();
         server.abort();
         let _ = server.await;
-        tokio::task::spawn_blocking(move || {
-            let err = client
-                .call::<_, String>("Where", &())
-                .expect_err("a call after the server was dropped");
-            assert!(
-                matches!(err, RpcError::Disconnected { .. } | RpcError::Transport(_)),
-                "{err}"
-            );
-        })
-        .await
-        .unwrap();
+        expect_closed(vec![client], "the server was dropped", true).await;
     })
     .await
 }

@@ -187,7 +187,10 @@ pub async fn run(tag: &str) -> Result<(), String> {
         .handle("Echo", |p: String| async move { Ok::<_, String>(p) });
     let s = stopped(stop_rx.clone());
     tasks.spawn(async move {
+        // The first connections on threads of their own, the rest as tasks: both forms
+        // under the same load.
         if let Err(e) = pipewright_rpc::Server::new(router)
+            .connection_threads(8)
             .serve_with_shutdown(rpc, s)
             .await
         {
