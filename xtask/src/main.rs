@@ -405,11 +405,19 @@ fn run_soak(mut c: Command, what: &str) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("{what}: cannot start: {e}"))?;
     let (tx, rx) = std::sync::mpsc::channel();
+    // The failed checks, repeated in the error: the summary is what a shortened CI log keeps.
+    let failed_checks = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     if let Some(out) = child.stdout.take() {
+        let failed_checks = failed_checks.clone();
         std::thread::spawn(move || {
             use std::io::BufRead;
             for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
                 println!("{line}");
+                if let Some(check) = line.strip_prefix("FAIL ") {
+                    if let Ok(mut f) = failed_checks.lock() {
+                        f.push(check.to_owned());
+                    }
+                }
                 if let Some(counts) = parse_soak_line(&line) {
                     let _ = tx.send(counts);
                 }
@@ -424,9 +432,15 @@ fn run_soak(mut c: Command, what: &str) -> Result<(), String> {
             eprintln!("xtask: {what}: {passed} checks passed");
             Ok(())
         }
-        Some((passed, failed)) => Err(format!(
-            "{what}: {failed} checks failed, {passed} passed ({st})"
-        )),
+        Some((passed, failed)) => {
+            let named = failed_checks
+                .lock()
+                .map(|f| f.join("; "))
+                .unwrap_or_default();
+            Err(format!(
+                "{what}: {failed} checks failed, {passed} passed ({st}): {named}"
+            ))
+        }
         None => Err(format!("{what}: ended without its summary line ({st})")),
     }
 }

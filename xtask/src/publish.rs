@@ -16,7 +16,16 @@
 //! every dependency does (a cold machine lies between), about a minute or two of wall time
 //! against the 20 of `cargo xtask test`. They are kept for the defects only they find;
 //! `cargo xtask publish-check --no-verify` is the quick form.
+//!
+//! A dependency's package is built as a registry crate, and cargo takes registry crates to be
+//! immutable: it reuses an unpacked `name-version` directory in `$CARGO_HOME/registry/src`, and
+//! a compiled registry crate whose fingerprint names no source file. On a machine that ran an
+//! earlier dry run (same version number, older sources) the verify builds would therefore
+//! compile today's dependents against yesterday's `pipewright` and fail on what is new. The
+//! step first removes this workspace's unpacked copies, cached archives and the fingerprints
+//! of their compiled registry builds (the workspace's own builds stay).
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
 
@@ -44,6 +53,15 @@ struct Failure {
 
 fn dry_run_once(verify: bool) -> Result<(), Failure> {
     let started = Instant::now();
+    let packages = workspace_packages();
+    let removed = forget_earlier_packages(&cargo_home(), &packages)
+        + forget_registry_builds(&crate::linux_target_dir().join("debug"), &packages);
+    if removed > 0 {
+        eprintln!(
+            "xtask: removed {removed} copies or builds of this workspace's crates left by an \
+             earlier dry run"
+        );
+    }
     let mut c = crate::cargo();
     c.args(["publish", "--workspace", "--dry-run", "--allow-dirty"]);
     if verify {
@@ -92,6 +110,111 @@ fn dry_run_once(verify: bool) -> Result<(), Failure> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `$CARGO_HOME`, or `~/.cargo` as cargo defaults.
+fn cargo_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        return PathBuf::from(home);
+    }
+    let user = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"));
+    PathBuf::from(user.unwrap_or_default()).join(".cargo")
+}
+
+/// The package names of the crates under `crates/`.
+fn workspace_packages() -> Vec<String> {
+    let Ok(dirs) = std::fs::read_dir(crate::root().join("crates")) else {
+        return Vec::new();
+    };
+    dirs.flatten()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("Cargo.toml")).ok())
+        .filter_map(|manifest| crate::manifest_package_name(&manifest).map(str::to_owned))
+        .collect()
+}
+
+/// Removes, under every registry of `cargo_home`, the unpacked sources (`src/*/name-version`)
+/// and cached archives (`cache/*/name-version.crate`) of `packages`; returns how many.
+fn forget_earlier_packages(cargo_home: &Path, packages: &[String]) -> usize {
+    let mut removed = 0;
+    for kind in ["src", "cache"] {
+        let Ok(registries) = std::fs::read_dir(cargo_home.join("registry").join(kind)) else {
+            continue;
+        };
+        for entry in registries
+            .flatten()
+            .flat_map(|r| std::fs::read_dir(r.path()))
+            .flatten()
+        {
+            let Ok(entry) = entry else { continue };
+            let file = entry.file_name();
+            let name = file.to_string_lossy();
+            let name = name.strip_suffix(".crate").unwrap_or(&name);
+            if !packages.iter().any(|p| is_version_of(name, p)) {
+                continue;
+            }
+            let path = entry.path();
+            let gone = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match gone {
+                Ok(()) => removed += 1,
+                Err(e) => eprintln!("xtask: cannot remove {}: {e}", path.display()),
+            }
+        }
+    }
+    removed
+}
+
+/// Removes the fingerprints, under a profile directory (`target/debug`), of `packages` built
+/// as registry crates: their dep-info names no source file. Returns how many; the next build
+/// compiles them again.
+fn forget_registry_builds(profile_dir: &Path, packages: &[String]) -> usize {
+    let Ok(units) = std::fs::read_dir(profile_dir.join(".fingerprint")) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for unit in units.flatten() {
+        let file = unit.file_name();
+        let name = file.to_string_lossy();
+        if !packages.iter().any(|p| is_build_of(&name, p)) || !names_no_source(&unit.path()) {
+            continue;
+        }
+        match std::fs::remove_dir_all(unit.path()) {
+            Ok(()) => removed += 1,
+            Err(e) => eprintln!("xtask: cannot remove {}: {e}", unit.path().display()),
+        }
+    }
+    removed
+}
+
+/// Whether a fingerprint directory has dep-info files and none of them names a `.rs` file.
+fn names_no_source(fingerprint: &Path) -> bool {
+    let Ok(files) = std::fs::read_dir(fingerprint) else {
+        return false;
+    };
+    let dep_infos: Vec<Vec<u8>> = files
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().starts_with("dep-"))
+        .filter_map(|f| std::fs::read(f.path()).ok())
+        .collect();
+    !dep_infos.is_empty() && dep_infos.iter().all(|d| !d.windows(3).any(|w| w == b".rs"))
+}
+
+/// Whether `name` is `package-hash`, a fingerprint directory's name (16 hex digits).
+fn is_build_of(name: &str, package: &str) -> bool {
+    name.strip_prefix(package)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|hash| hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Whether `name` is `package-version` (a version starts with a digit, so `pipewright-http-0.1.0`
+/// is not a version of `pipewright`).
+fn is_version_of(name: &str, package: &str) -> bool {
+    name.strip_prefix(package)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// Cargo's `error` lines and the lines that explain them (up to 12), joined with " | ".
@@ -165,7 +288,75 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{cargo_errors, is_network_failure, missing_fields};
+    use super::{
+        cargo_errors, forget_earlier_packages, forget_registry_builds, is_build_of,
+        is_network_failure, is_version_of, missing_fields,
+    };
+
+    #[test]
+    fn only_registry_builds_of_this_workspace_lose_their_fingerprint() {
+        let dir = std::env::temp_dir().join(format!("xtask-profile-{}", std::process::id()));
+        let fingerprints = dir.join(".fingerprint");
+        let unit = |name: &str, dep_info: &[u8]| {
+            std::fs::create_dir_all(fingerprints.join(name)).unwrap();
+            std::fs::write(fingerprints.join(name).join("dep-lib-x"), dep_info).unwrap();
+        };
+        unit("pipewright-00112233445566aa", b"\x01\x00\x00"); // a registry build
+        unit("pipewright-00112233445566bb", b"\x01\x00src/lib.rs\x00"); // the workspace's
+        unit("pipewright-http-00112233445566cc", b"\x01"); // not listed below
+        unit("tokio-00112233445566dd", b"\x01");
+        let ours = ["pipewright".to_owned()];
+        assert_eq!(forget_registry_builds(&dir, &ours), 1);
+        assert!(!fingerprints.join("pipewright-00112233445566aa").exists());
+        for kept in [
+            "pipewright-00112233445566bb",
+            "pipewright-http-00112233445566cc",
+            "tokio-00112233445566dd",
+        ] {
+            assert!(fingerprints.join(kept).exists(), "{kept} was removed");
+        }
+        assert!(!is_build_of(
+            "pipewright-http-00112233445566cc",
+            "pipewright"
+        ));
+        assert_eq!(forget_registry_builds(&dir.join("absent"), &ours), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_this_workspaces_unpacked_crates_are_forgotten() {
+        let home = std::env::temp_dir().join(format!("xtask-cargo-home-{}", std::process::id()));
+        let src = home.join("registry/src/index.crates.io-1");
+        let cache = home.join("registry/cache/index.crates.io-1");
+        for dir in ["pipewright-0.1.0", "pipewright-http-0.1.0", "tokio-1.40.0"] {
+            std::fs::create_dir_all(src.join(dir)).unwrap();
+        }
+        std::fs::create_dir_all(&cache).unwrap();
+        for file in [
+            "pipewright-0.1.0.crate",
+            "pipewrightx-0.1.0.crate",
+            "tokio-1.40.0.crate",
+        ] {
+            std::fs::write(cache.join(file), b"").unwrap();
+        }
+        let ours = ["pipewright".to_owned(), "pipewright-http".to_owned()];
+        assert_eq!(forget_earlier_packages(&home, &ours), 3);
+        assert!(!src.join("pipewright-0.1.0").exists());
+        assert!(!src.join("pipewright-http-0.1.0").exists());
+        assert!(!cache.join("pipewright-0.1.0.crate").exists());
+        assert!(src.join("tokio-1.40.0").exists());
+        assert!(cache.join("pipewrightx-0.1.0.crate").exists());
+        assert!(cache.join("tokio-1.40.0.crate").exists());
+        assert_eq!(forget_earlier_packages(&home.join("absent"), &ours), 0);
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
+    fn versions_are_told_from_longer_names() {
+        assert!(is_version_of("pipewright-0.1.0", "pipewright"));
+        assert!(!is_version_of("pipewright-http-0.1.0", "pipewright"));
+        assert!(!is_version_of("pipewright", "pipewright"));
+    }
 
     #[test]
     fn the_failure_names_cargos_errors_and_tells_the_network_apart() {

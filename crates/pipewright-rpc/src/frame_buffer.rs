@@ -49,6 +49,14 @@ impl FrameBuffer {
         self.end - self.start
     }
 
+    /// The bytes read and not handled yet, taken out (the buffer is empty after).
+    pub(crate) fn take_unhandled(&mut self) -> Vec<u8> {
+        let unhandled = self.buf[self.start..self.end].to_vec();
+        self.start = 0;
+        self.end = 0;
+        unhandled
+    }
+
     /// The frame at the front.
     pub(crate) fn front(&self) -> Front<'_> {
         let unhandled = &self.buf[self.start..self.end];
@@ -146,6 +154,21 @@ mod tests {
         }
         assert_eq!(got, [b"one".to_vec(), vec![], b"three".to_vec()]);
         assert_eq!(b.unhandled_len(), 0);
+    }
+
+    #[test]
+    fn what_is_not_handled_can_be_taken_out_whole() {
+        let mut bytes = frame(b"one");
+        let two = frame(b"two");
+        bytes.extend_from_slice(&two[..5]);
+        let mut b = FrameBuffer::new(16);
+        let mut r: &[u8] = &bytes;
+        assert_eq!(b.read_from(&mut r).unwrap(), bytes.len());
+        assert_eq!(b.front(), Front::Whole(b"one"));
+        b.consume_frame(3);
+        assert_eq!(b.take_unhandled(), &two[..5]);
+        assert_eq!((b.unhandled_len(), b.front()), (0, Front::Partial));
+        assert!(b.take_unhandled().is_empty());
     }
 
     #[test]

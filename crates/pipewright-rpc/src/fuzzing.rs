@@ -20,7 +20,7 @@ use tokio::runtime::{Builder, Runtime};
 
 use crate::frame_buffer::{FrameBuffer, Front};
 use crate::router::Router;
-use crate::thread_connection::{serve, Control};
+use crate::thread_connection::{serve, Control, Served, TryWrite};
 use crate::wire;
 
 /// A peer's bytes to read in pieces of at most `read_size`, and what is written back.
@@ -36,6 +36,12 @@ impl Read for Duplex<'_> {
         buf[..n].copy_from_slice(&self.input[..n]);
         self.input = &self.input[n..];
         Ok(n)
+    }
+}
+
+impl TryWrite for Duplex<'_> {
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write(buf)
     }
 }
 
@@ -80,7 +86,9 @@ pub fn serve_bytes(input: &[u8], read_size: usize, max_frame: usize) -> Vec<u8> 
         output: Vec::new(),
     };
     let control = Control::new(None);
-    serve(&mut io, router(), max_frame, &control, runtime().handle());
+    let served = serve(&mut io, router(), max_frame, &control, runtime().handle());
+    // Memory takes every write: the thread never has a reason to hand the connection over.
+    assert_eq!(served, Served::Ended);
     io.output
 }
 

@@ -8,14 +8,14 @@ use std::task::Poll;
 use std::time::Duration;
 
 use pipewright::{ErrorKind, Listener, PipeStream};
-use tokio::io::{AsyncBufReadExt, BufReader, WriteHalf};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, WriteHalf};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::frame::{read_frame, whole_frame_len, Frame, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN};
 use crate::router::{Dispatch, ReplyFuture, ReplyTo, Router};
-use crate::thread_connection::ConnectionThread;
+use crate::thread_connection::{ConnectionThread, HandOff};
 use crate::writer::SharedWriter;
 
 /// The default number of requests one connection may have in flight.
@@ -146,8 +146,13 @@ impl Server {
     /// holds up that connection's next request. That is the fastest form for clients that
     /// make one call at a time, such as [`blocking::Client`](crate::blocking::Client): a
     /// call costs a write and a read on each side, no task wake-up. Connections beyond `n`
-    /// are served as tasks, with many requests in flight. A client that stops reading
-    /// blocks its thread's write (backpressure). Shutdown is as for tasks: a thread waiting
+    /// are served as tasks, with many requests in flight. Answers are written without
+    /// waiting: when the stream takes no more because the client is not reading (it
+    /// pipelines requests, or has stopped reading), the thread hands the connection, with
+    /// what it has read and not yet written, to a task, which goes on under the limits and
+    /// backpressure of [`max_queued_answer_bytes`](Self::max_queued_answer_bytes) and
+    /// [`max_in_flight`](Self::max_in_flight); the thread is then free for the next
+    /// connection. Shutdown is as for tasks: a thread waiting
     /// for a request ends at once, one answering finishes within the
     /// [`shutdown_grace`](Self::shutdown_grace).
     ///
@@ -205,11 +210,17 @@ impl Server {
                         if threads.load(Ordering::Acquire) < self.connection_threads {
                             thread_number += 1;
                             let name = format!("rpc-connection-{thread_number}");
-                            if let Some(thread) = on_thread(stream, router, limits.max_frame_size, name, &threads).await {
-                                connections.spawn(thread.watch(stop_rx.clone()));
+                            if let Some(thread) = on_thread(stream, router.clone(), limits.max_frame_size, name, &threads).await {
+                                let stop = stop_rx.clone();
+                                connections.spawn(async move {
+                                    if let Some(handed) = thread.watch(stop.clone()).await {
+                                        serve_handed_off(handed, router, limits, stop).await;
+                                    }
+                                });
                             }
                         } else {
-                            connections.spawn(serve_connection(stream, router, limits, stop_rx.clone()));
+                            let connection = Connection { stream, read: Vec::new(), answers: Vec::new() };
+                            connections.spawn(serve_connection(connection, router, limits, stop_rx.clone()));
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::Closed => break Ok(()),
@@ -262,6 +273,36 @@ async fn on_thread(
     }
 }
 
+/// Serves in a task a connection its thread gave up (the client was not taking its answers).
+async fn serve_handed_off(
+    handed: HandOff,
+    router: Arc<Router>,
+    limits: ConnectionLimits,
+    stop: watch::Receiver<Option<Stop>>,
+) {
+    let stream = match handed.stream.into_async() {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot serve a connection in a task; closing it");
+            return;
+        }
+    };
+    let connection = Connection {
+        stream,
+        read: handed.read,
+        answers: handed.answers,
+    };
+    serve_connection(connection, router, limits, stop).await;
+}
+
+/// A connection for [`serve_connection`]: its stream, and, for one a thread handed over, the
+/// bytes read and not handled yet and the answers not written yet.
+struct Connection {
+    stream: PipeStream,
+    read: Vec<u8>,
+    answers: Vec<u8>,
+}
+
 /// The server has stopped: connections end by `deadline`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Stop {
@@ -280,14 +321,18 @@ pub(crate) struct Stop {
 /// Once the connection stops reading (the server stopping, the peer ending or a broken
 /// frame), it waits for its handlers and its writer, and closes; see [`drain`].
 async fn serve_connection(
-    stream: PipeStream,
+    connection: Connection,
     router: Arc<Router>,
     limits: ConnectionLimits,
     stop: watch::Receiver<Option<Stop>>,
 ) {
-    let (read_half, write_half) = tokio::io::split(stream);
-    let mut reader = BufReader::with_capacity(READ_BUFFER, read_half);
+    let (read_half, write_half) = tokio::io::split(connection.stream);
+    let read_first = std::io::Cursor::new(connection.read);
+    let mut reader = BufReader::with_capacity(READ_BUFFER, read_first.chain(read_half));
     let writer = SharedWriter::new(write_half);
+    if !connection.answers.is_empty() {
+        let _ = writer.send_holding(&connection.answers, None);
+    }
     let writer_task = tokio::spawn(writer.clone().drive());
     // Bounded by the permits: every entry holds one of `max_in_flight` until its answer is
     // written, and no request is read without a permit.

@@ -4,16 +4,21 @@
 //! The thread reads requests through the core's blocking stream and answers them one at a
 //! time, in the order they came: a handler that finishes at once is answered in place, one
 //! that waits is run to the end on this thread with the server's runtime driving its I/O
-//! and timers. Answers to requests that arrived together leave in one write. A client that
-//! stops reading meets a blocked write (backpressure); nothing queues beyond one read
-//! buffer of requests and the answers to them.
+//! and timers. Answers to requests that arrived together leave in one write.
+//!
+//! Answers are written without waiting. When the stream takes no more because the client
+//! is not reading, the thread does not block in the write (a client that sends more
+//! requests before it reads would then wait on us while we wait on it): it hands the
+//! connection, with the requests read and the answers not yet written, to a task that
+//! serves it as every other connection is served, with the server's queue limits and
+//! backpressure. A client that calls one request at a time stays on the thread.
 //!
 //! Stopping: the server marks the connection stopping. A thread waiting for a request is
 //! interrupted at once; a thread running a handler finishes it, writes its answer and ends.
 //! After the grace, a handler still running is dropped and a write still blocked is
 //! interrupted.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -29,8 +34,47 @@ use crate::server::{oversize_answer, Stop};
 /// The connection's thread, seen from the server.
 pub(crate) struct ConnectionThread {
     control: Arc<Control>,
-    /// Completes (with an error) when the thread has ended and dropped its stream.
-    done: oneshot::Receiver<()>,
+    /// Completes with an error when the thread has ended and dropped its stream, or with
+    /// the connection when the thread hands it over.
+    done: oneshot::Receiver<HandOff>,
+}
+
+/// A connection a thread gives up because the client does not take its answers: to be
+/// served by a task from here on.
+pub(crate) struct HandOff {
+    pub(crate) stream: BlockingPipeStream,
+    /// Bytes read and not handled yet.
+    pub(crate) read: Vec<u8>,
+    /// Answers not written yet, in order.
+    pub(crate) answers: Vec<u8>,
+}
+
+/// How the thread's loop ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// The connection is done: closed, failed or stopped.
+    Ended,
+    /// The stream took no more answers: the connection goes on elsewhere with these.
+    HandOff { read: Vec<u8>, answers: Vec<u8> },
+}
+
+/// A stream the thread serves: reads and writes block, and a write can be tried without
+/// waiting.
+pub(crate) trait TryWrite: Read + Write {
+    /// Writes what the stream takes now; `WouldBlock` when it takes nothing.
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize>;
+}
+
+impl TryWrite for BlockingPipeStream {
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        BlockingPipeStream::try_write(self, buf)
+    }
+}
+
+impl<T: TryWrite + ?Sized> TryWrite for &mut T {
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (**self).try_write(buf)
+    }
 }
 
 /// What the server and the thread share.
@@ -50,6 +94,8 @@ enum Phase {
     Answering,
     /// The server has stopped: no further request is taken.
     Stopping,
+    /// The thread gave the connection to a task: nothing here may interrupt its stream.
+    HandedOff,
 }
 
 impl Control {
@@ -74,15 +120,24 @@ impl Control {
 
     fn stop(&self) {
         let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
-        if *phase == Phase::Reading {
-            self.interrupt();
+        match *phase {
+            Phase::HandedOff => return,
+            Phase::Reading => self.interrupt(),
+            Phase::Answering | Phase::Stopping => {}
         }
         *phase = Phase::Stopping;
     }
 
     fn end_grace(&self) {
         self.grace_over.send_replace(true);
-        self.interrupt();
+        let phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
+        if *phase != Phase::HandedOff {
+            self.interrupt();
+        }
+    }
+
+    fn hand_off(&self) {
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = Phase::HandedOff;
     }
 
     fn interrupt(&self) {
@@ -103,44 +158,57 @@ impl ConnectionThread {
         on_exit: impl FnOnce() + Send + 'static,
     ) -> std::io::Result<ConnectionThread> {
         let control = Arc::new(Control::new(Some(stream.interrupter())));
-        let (done_tx, done) = oneshot::channel::<()>();
+        let (done_tx, done) = oneshot::channel::<HandOff>();
         let runtime = Handle::current();
         let shared = control.clone();
         let on_exit = OnDrop(Some(on_exit));
         std::thread::Builder::new().name(name).spawn(move || {
-            // Dropped after the stream: the server sees the end only once it is closed.
-            let _done = done_tx;
             let _on_exit = on_exit;
-            serve(stream, &router, max_frame, &shared, &runtime);
+            let mut stream = stream;
+            match serve(&mut stream, &router, max_frame, &shared, &runtime) {
+                Served::HandOff { read, answers } => {
+                    let _ = done_tx.send(HandOff {
+                        stream,
+                        read,
+                        answers,
+                    });
+                }
+                Served::Ended => {
+                    // The stream first: the server sees the end only once it is closed.
+                    drop(stream);
+                    drop(done_tx);
+                }
+            }
         })?;
         Ok(ConnectionThread { control, done })
     }
 
-    /// Waits for the thread to end; when `stop` says the server has stopped, lets it finish
-    /// what it has read until the grace deadline, then cuts it short.
-    pub(crate) async fn watch(mut self, mut stop: watch::Receiver<Option<Stop>>) {
+    /// Waits for the thread to end or hand its connection over (returned); when `stop` says
+    /// the server has stopped, lets it finish what it has read until the grace deadline,
+    /// then cuts it short.
+    pub(crate) async fn watch(
+        mut self,
+        mut stop: watch::Receiver<Option<Stop>>,
+    ) -> Option<HandOff> {
         let deadline = tokio::select! {
-            _ = &mut self.done => return,
+            ended = &mut self.done => return ended.ok(),
             stopped = stop.wait_for(Option::is_some) => match stopped {
                 Ok(stop) => stop.and_then(|s| s.deadline),
                 Err(_) => None,
             },
         };
         self.control.stop();
-        let in_time = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, &mut self.done)
-                .await
-                .is_ok(),
-            None => {
-                let _ = (&mut self.done).await;
-                true
+        match deadline {
+            Some(deadline) => {
+                if let Ok(ended) = tokio::time::timeout_at(deadline, &mut self.done).await {
+                    return ended.ok();
+                }
             }
-        };
-        if !in_time {
-            tracing::debug!("shutdown grace over: stopping a connection thread");
-            self.control.end_grace();
-            let _ = (&mut self.done).await;
+            None => return (&mut self.done).await.ok(),
         }
+        tracing::debug!("shutdown grace over: stopping a connection thread");
+        self.control.end_grace();
+        (&mut self.done).await.ok()
     }
 }
 
@@ -164,14 +232,14 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
 }
 
 /// The thread's loop: until the peer ends, the framing breaks, a write fails or the server
-/// stops.
-pub(crate) fn serve<S: Read + Write>(
+/// stops ([`Served::Ended`]), or the stream takes no more answers ([`Served::HandOff`]).
+pub(crate) fn serve<S: TryWrite>(
     mut stream: S,
     router: &Router,
     max_frame: usize,
     control: &Control,
     runtime: &Handle,
-) {
+) -> Served {
     // Handlers find the server's runtime as theirs (to spawn, sleep or do I/O) on this thread.
     let _context = runtime.enter();
     let mut frames = FrameBuffer::new(max_frame);
@@ -201,12 +269,10 @@ pub(crate) fn serve<S: Read + Write>(
             }
             Front::Partial => {
                 // No whole request left: send what was answered, then read more.
-                if !answers.is_empty() {
-                    if let Err(e) = stream.write_all(&answers) {
-                        tracing::debug!(error = %e, "closing the connection: writing answers");
-                        break;
-                    }
-                    answers.clear();
+                match send(&mut stream, &mut answers) {
+                    Sent::All => {}
+                    Sent::Blocked => return hand_off(control, &mut frames, answers),
+                    Sent::Failed => break,
                 }
                 if !control.enter(Phase::Reading) {
                     break;
@@ -223,17 +289,63 @@ pub(crate) fn serve<S: Read + Write>(
         };
         answers.extend_from_slice(&answer);
         if answers.len() >= READ_BUFFER {
-            if let Err(e) = stream.write_all(&answers) {
-                tracing::debug!(error = %e, "closing the connection: writing answers");
-                break;
+            match send(&mut stream, &mut answers) {
+                Sent::All => {}
+                Sent::Blocked => return hand_off(control, &mut frames, answers),
+                Sent::Failed => break,
             }
-            answers.clear();
         }
     }
     // Answers of requests taken before the server stopped still go out (the write ends at
     // the grace deadline at the latest: the server interrupts it then).
     if !answers.is_empty() {
         let _ = stream.write_all(&answers);
+    }
+    Served::Ended
+}
+
+/// What [`send`] did with the answers.
+enum Sent {
+    /// Written, all of them.
+    All,
+    /// The stream takes no more now; the answers left are still in the buffer.
+    Blocked,
+    /// The stream failed: the connection is over.
+    Failed,
+}
+
+/// Writes `answers` without waiting; what the stream does not take stays in `answers`.
+fn send(stream: &mut impl TryWrite, answers: &mut Vec<u8>) -> Sent {
+    let mut written = 0;
+    let sent = loop {
+        if written == answers.len() {
+            break Sent::All;
+        }
+        match stream.try_write(&answers[written..]) {
+            Ok(0) => break Sent::Failed,
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Sent::Blocked,
+            Err(e) => {
+                tracing::debug!(error = %e, "closing the connection: writing answers");
+                break Sent::Failed;
+            }
+        }
+    };
+    answers.drain(..written);
+    sent
+}
+
+/// Gives the connection up: what was read and not handled, and the answers not written.
+fn hand_off(control: &Control, frames: &mut FrameBuffer, answers: Vec<u8>) -> Served {
+    tracing::debug!(
+        queued = answers.len(),
+        "the client does not take its answers: serving its connection in a task"
+    );
+    control.hand_off();
+    Served::HandOff {
+        read: frames.take_unhandled(),
+        answers,
     }
 }
 

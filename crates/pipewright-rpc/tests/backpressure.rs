@@ -185,3 +185,59 @@ async fn requests_without_ids_stay_in_order_under_backpressure() {
         watchdog(flood_then_read(false, threads)).await;
     }
 }
+
+/// Requests written back to back before any answer is read, by a client pipelining
+/// within the high-water mark: more than the kernel's buffers hold both ways, so a server
+/// that blocked in writing an answer would wait on the client while the client waits on it.
+const PIPELINED: u64 = 50;
+
+/// Asks which thread serves the connection.
+async fn served_where(conn: &mut pipewright::PipeStream) -> String {
+    let answer = exchange(conn, br#"{"method":"Where","params":null,"id":9999}"#).await;
+    answer["params"].as_str().expect("a thread name").to_owned()
+}
+
+async fn pipeline_then_read(threads: usize) {
+    let router = test_router().handle("Where", |_: serde_json::Value| async {
+        let thread = std::thread::current();
+        Ok::<_, String>(thread.name().unwrap_or("unnamed").to_owned())
+    });
+    let server = RunningServer::start("pipeline", Server::new(router).connection_threads(threads));
+    let mut conn = pipewright::connect(server.name.as_str())
+        .await
+        .expect("connect");
+    let first = served_where(&mut conn).await;
+    assert_eq!(first.starts_with("rpc-connection-"), threads > 0, "{first}");
+
+    for seq in 0..PIPELINED {
+        conn.write_all(&echo_frame(seq, true))
+            .await
+            .expect("every request is taken while the answers wait, well under the mark");
+    }
+    let mut seen = HashSet::new();
+    for k in 0..PIPELINED {
+        let answer = read_answer(&mut conn).await.expect("an answer");
+        let seq = answer["id"].as_u64().expect("the answer's id");
+        let text = answer["params"]["Json"].as_str().expect("an Echo answer");
+        assert!(text == payload(seq), "answer {k} is not the echo of {seq}");
+        assert!(seen.insert(seq), "request {seq} answered twice");
+    }
+    assert_eq!(seen.len() as u64, PIPELINED);
+
+    // A thread that met a client not taking its answers gave the connection to a task,
+    // which goes on serving it.
+    let then = served_where(&mut conn).await;
+    assert!(
+        !then.starts_with("rpc-connection-"),
+        "still served on {then} after {PIPELINED} pipelined requests"
+    );
+    drop(conn);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_pipelines_before_reading_gets_every_answer() {
+    for threads in SERVED_ON {
+        watchdog(pipeline_then_read(threads)).await;
+    }
+}

@@ -235,6 +235,58 @@ impl BlockingPipeStream {
         stop.guard(|| block_on(stop, inner.recv_message()), Option::is_none)
     }
 
+    /// Writes what the stream takes now, without waiting: the bytes taken (they arrive as
+    /// any written bytes do), or an error of kind [`io::ErrorKind::WouldBlock`] when it
+    /// takes none because the peer is not reading. Byte mode only (a message is sent whole
+    /// with [`send_message`](Self::send_message)).
+    ///
+    /// ```no_run
+    /// # fn demo(mut conn: pipewright::BlockingPipeStream) -> std::io::Result<()> {
+    /// match conn.try_write(b"answer") {
+    ///     Ok(n) => println!("{n} bytes on their way"),
+    ///     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => println!("peer not reading"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.inner.mode() != PipeMode::Byte {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "try_write: a message-mode stream sends whole messages; use send_message",
+            )
+            .into());
+        }
+        if self.interrupter.is_interrupted() {
+            let stopped = "try_write: the stream was interrupted (Interrupter::interrupt); drop it";
+            return Err(Error::new(ErrorKind::Stopped, stopped).into());
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.inner.try_write(buf)
+    }
+
+    /// Turns this stream back into an async [`PipeStream`] (inside a tokio runtime), for a
+    /// connection a task serves from here on. Nothing is lost: what was written still
+    /// arrives and what has arrived is still read first. The stream's [`Interrupter`]s no
+    /// longer stop it (on Unix one still shuts the socket down: drop them).
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: pipewright::BlockingPipeStream) -> pipewright::Result<()> {
+    /// let conn = conn.into_async()?;
+    /// conn.send_message(b"served by a task now").await
+    /// # }
+    /// ```
+    pub fn into_async(self) -> Result<PipeStream> {
+        let mut inner = self.inner;
+        #[cfg(unix)]
+        inner.make_async()?;
+        #[cfg(windows)]
+        inner.make_async();
+        Ok(PipeStream::from_sys(inner))
+    }
+
     /// Ends our direction and keeps reading (see [`PipeStream::close_write`]).
     pub fn close_write(&mut self) -> Result<()> {
         let (inner, stop) = (&mut self.inner, &self.interrupter);

@@ -297,3 +297,64 @@ fn large_blocking_reads_and_writes_keep_every_byte() {
         drop(client);
     });
 }
+
+/// `try_write` never waits: against a peer that does not read it takes bytes until the
+/// pipe is full, then says `WouldBlock`. `into_async` hands the stream to tasks: what arrived
+/// before is read first, every byte `try_write` took arrives, in order, before what is
+/// written next. A message-mode stream refuses `try_write` (a message is sent whole).
+#[test]
+fn try_write_fills_the_pipe_then_the_stream_goes_async() {
+    run(async {
+        let (_l, server, mut client) = pair("blk-try", PipeMode::Byte).await;
+        let server = server.into_blocking().await.unwrap();
+        client.write_all(b"before").await.unwrap();
+        let (server, taken) = tokio::task::spawn_blocking(move || {
+            let mut server = server;
+            let chunk = message(3, 64 * 1024);
+            let mut taken = Vec::new();
+            loop {
+                match server.try_write(&chunk) {
+                    Ok(n) => {
+                        assert!(n > 0 && n <= chunk.len(), "took {n}");
+                        taken.extend_from_slice(&chunk[..n]);
+                        assert!(taken.len() < 256 << 20, "try_write never said WouldBlock");
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("try_write: {e}"),
+                }
+            }
+            (server, taken)
+        })
+        .await
+        .unwrap();
+        assert!(!taken.is_empty(), "an empty pipe took nothing");
+
+        let mut server = server.into_async().unwrap();
+        let mut before = [0u8; 6];
+        server.read_exact(&mut before).await.unwrap();
+        assert_eq!(&before, b"before");
+        let expected = taken.len() + 5;
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; expected];
+            client.read_exact(&mut got).await.unwrap();
+            (client, got)
+        });
+        server.write_all(b"after").await.unwrap();
+        let (mut client, got) = reader.await.unwrap();
+        assert!(
+            got[..taken.len()] == taken[..],
+            "the bytes try_write took differ"
+        );
+        assert_eq!(&got[taken.len()..], b"after");
+        client.write_all(b"ping").await.unwrap();
+        let mut ping = [0u8; 4];
+        server.read_exact(&mut ping).await.unwrap();
+        assert_eq!(&ping, b"ping");
+    });
+    run(async {
+        let (_l, server, _client) = pair("blk-try-msg", PipeMode::Message).await;
+        let mut server = server.into_blocking().await.unwrap();
+        let err = server.try_write(b"part of a message").unwrap_err();
+        assert_eq!(pipewright::Error::from(err).kind(), ErrorKind::Unsupported);
+    });
+}

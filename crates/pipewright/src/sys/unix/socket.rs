@@ -71,6 +71,37 @@ impl Socket {
         Ok(interrupt)
     }
 
+    /// Switches back to a socket on tokio's reactor; inside a tokio runtime only.
+    pub(crate) fn make_async(&mut self) -> io::Result<()> {
+        let Socket::Blocking(std) = self else {
+            return Ok(());
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(io::Error::other(
+                "a stream can be made async only inside a tokio runtime; call it from a task \
+                 or inside Runtime::enter",
+            ));
+        }
+        let std = std.try_clone()?;
+        std.set_nonblocking(true)?;
+        *self = Socket::Async(UnixStream::from_std(std)?);
+        Ok(())
+    }
+
+    /// One send that never waits: what the socket takes now, or `WouldBlock`.
+    pub(crate) fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Async(s) => s.try_write(buf),
+            Socket::Blocking(s) => loop {
+                let flags = SEND_FLAGS | libc::MSG_DONTWAIT;
+                match socket2::SockRef::from(s).send_with_flags(buf, flags) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => return r,
+                }
+            },
+        }
+    }
+
     /// The longest a blocking read waits (`None`: no limit).
     pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {

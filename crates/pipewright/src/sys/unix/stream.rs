@@ -80,6 +80,23 @@ impl Stream {
         result.map_err(|e| Error::from_stream(e, &self.path, "make blocking"))
     }
 
+    /// Puts the socket back on tokio's reactor ([`make_blocking`](Self::make_blocking)
+    /// undone); must be called inside a tokio runtime.
+    pub(crate) fn make_async(&mut self) -> Result<()> {
+        self.io
+            .make_async()
+            .map_err(|e| Error::from_stream(e, &self.path, "make async"))
+    }
+
+    /// Sends what the socket takes now, without waiting; `WouldBlock` when it takes
+    /// nothing. Byte mode (the caller checks).
+    pub(crate) fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.write_closed {
+            return Err(self.closed_error());
+        }
+        self.io.try_send(buf)
+    }
+
     /// Reads of a blocking socket already go straight into the caller's buffer.
     pub(crate) fn read_direct(&mut self, _buf: &mut [u8]) -> Option<io::Result<usize>> {
         None

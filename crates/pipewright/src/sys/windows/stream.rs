@@ -492,6 +492,37 @@ impl Stream {
         Ok(interrupt)
     }
 
+    /// Turns the reads back to the async path ([`make_blocking`](Self::make_blocking)
+    /// undone). A blocking read is in flight only while its caller waits, so between calls
+    /// there is none; one left over is cancelled and waited for here, and what it had read
+    /// stays first in line.
+    pub(crate) fn make_async(&mut self) {
+        if self.blocking.take().is_none() {
+            return;
+        }
+        if let Some(pipe) = &self.pipe {
+            for read in &self.reads {
+                read.op.cancel_evented(raw(&pipe.handle));
+            }
+        }
+        let (aborted, kept): (Vec<Read>, Vec<Read>) = self.reads.drain(..).partition(|r| {
+            matches!(r.op.status(), Status::Done { error, bytes: 0 } if error == ERROR_OPERATION_ABORTED)
+        });
+        self.reads = kept.into();
+        for read in aborted {
+            self.recycle_read(read.op);
+        }
+    }
+
+    /// Writes what the outstanding writes have room for now, without waiting; `WouldBlock`
+    /// when they have none.
+    pub(crate) fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.poll_write_data(&mut Context::from_waker(std::task::Waker::noop()), buf) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
     /// A blocking byte-mode read of at least [`COPY_BELOW`] bytes with nothing buffered:
     /// `ReadFile` straight into `buf`, no copy. `None` when the stream is not in that state
     /// (the caller then takes the buffered path).
