@@ -148,7 +148,8 @@ impl Server {
     /// call costs a write and a read on each side, no task wake-up. Connections beyond `n`
     /// are served as tasks, with many requests in flight. Answers are written without
     /// waiting: when the stream takes no more because the client is not reading (it
-    /// pipelines requests, or has stopped reading), the thread hands the connection, with
+    /// pipelines requests, or has stopped reading), or because an answer is larger than the
+    /// pipe's buffers take at once, the thread hands the connection, with
     /// what it has read and not yet written, to a task, which goes on under the limits and
     /// backpressure of [`max_queued_answer_bytes`](Self::max_queued_answer_bytes) and
     /// [`max_in_flight`](Self::max_in_flight); the thread is then free for the next

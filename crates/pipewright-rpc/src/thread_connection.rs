@@ -11,7 +11,8 @@
 //! requests before it reads would then wait on us while we wait on it): it hands the
 //! connection, with the requests read and the answers not yet written, to a task that
 //! serves it as every other connection is served, with the server's queue limits and
-//! backpressure. A client that calls one request at a time stays on the thread.
+//! backpressure. A client that calls one request at a time stays on the thread unless an
+//! answer is larger than the pipe's buffers take at once (then the task form serves it).
 //!
 //! Stopping: the server marks the connection stopping. A thread waiting for a request is
 //! interrupted at once; a thread running a handler finishes it, writes its answer and ends.

@@ -113,7 +113,7 @@ async fn blocking_clients_are_answered_by_task_and_thread_connections() {
                     .iter()
                     .filter(|n| n.starts_with("rpc-connection-"))
                     .count();
-                // A connection is served in one place for its whole life.
+                // A client calling one request at a time stays where it was first served.
                 assert!(
                     connection_threads == 0 || seen.len() == 1,
                     "one connection served by several threads: {seen:?}"

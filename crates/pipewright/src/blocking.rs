@@ -274,7 +274,7 @@ impl BlockingPipeStream {
     ///
     /// ```no_run
     /// # async fn demo(conn: pipewright::BlockingPipeStream) -> pipewright::Result<()> {
-    /// let conn = conn.into_async()?;
+    /// let mut conn = conn.into_async()?;
     /// conn.send_message(b"served by a task now").await
     /// # }
     /// ```
