@@ -149,13 +149,12 @@ impl Server {
     /// are served as tasks, with many requests in flight. Answers are written without
     /// waiting: when the stream takes no more because the client is not reading (it
     /// pipelines requests, or has stopped reading), or because an answer is larger than the
-    /// pipe's buffers take at once, the thread hands the connection, with
-    /// what it has read and not yet written, to a task, which goes on under the limits and
-    /// backpressure of [`max_queued_answer_bytes`](Self::max_queued_answer_bytes) and
+    /// pipe's buffers take at once, the thread hands the connection, with what it has read
+    /// and not yet written, to a task, which goes on under the limits and backpressure of
+    /// [`max_queued_answer_bytes`](Self::max_queued_answer_bytes) and
     /// [`max_in_flight`](Self::max_in_flight); the thread is then free for the next
-    /// connection. Shutdown is as for tasks: a thread waiting
-    /// for a request ends at once, one answering finishes within the
-    /// [`shutdown_grace`](Self::shutdown_grace).
+    /// connection. Shutdown is as for tasks: a thread waiting for a request ends at once, one
+    /// answering finishes within the [`shutdown_grace`](Self::shutdown_grace).
     ///
     /// ```no_run
     /// use pipewright_rpc::{demo, Server};
