@@ -405,21 +405,19 @@ fn run_soak(mut c: Command, what: &str) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("{what}: cannot start: {e}"))?;
     let (tx, rx) = std::sync::mpsc::channel();
-    // The failed checks, repeated in the error: the summary is what a shortened CI log keeps.
-    let failed_checks = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     if let Some(out) = child.stdout.take() {
-        let failed_checks = failed_checks.clone();
         std::thread::spawn(move || {
             use std::io::BufRead;
+            // The failed checks (printed before the summary line), repeated in the error:
+            // the summary is what a shortened CI log keeps.
+            let mut failed_checks = Vec::new();
             for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
                 println!("{line}");
                 if let Some(check) = line.strip_prefix("FAIL ") {
-                    if let Ok(mut f) = failed_checks.lock() {
-                        f.push(check.to_owned());
-                    }
+                    failed_checks.push(check.to_owned());
                 }
                 if let Some(counts) = parse_soak_line(&line) {
-                    let _ = tx.send(counts);
+                    let _ = tx.send((counts, failed_checks.join("; ")));
                 }
             }
         });
@@ -428,19 +426,13 @@ fn run_soak(mut c: Command, what: &str) -> Result<(), String> {
     // The summary line was written before the exit; give the reader time to reach it.
     let counts = rx.recv_timeout(std::time::Duration::from_secs(5)).ok();
     match counts {
-        Some((passed, 0)) if st.success() => {
+        Some(((passed, 0), _)) if st.success() => {
             eprintln!("xtask: {what}: {passed} checks passed");
             Ok(())
         }
-        Some((passed, failed)) => {
-            let named = failed_checks
-                .lock()
-                .map(|f| f.join("; "))
-                .unwrap_or_default();
-            Err(format!(
-                "{what}: {failed} checks failed, {passed} passed ({st}): {named}"
-            ))
-        }
+        Some(((passed, failed), named)) => Err(format!(
+            "{what}: {failed} checks failed, {passed} passed ({st}): {named}"
+        )),
         None => Err(format!("{what}: ended without its summary line ({st})")),
     }
 }

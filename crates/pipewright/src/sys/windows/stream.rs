@@ -434,6 +434,18 @@ impl Stream {
         }
     }
 
+    /// Takes the reads that were cancelled before they read anything out of line (spare
+    /// again); reads that completed keep their data, first in line.
+    fn recycle_aborted_reads(&mut self) {
+        let (aborted, kept): (Vec<Read>, Vec<Read>) = self.reads.drain(..).partition(|r| {
+            matches!(r.op.status(), Status::Done { error, bytes: 0 } if error == ERROR_OPERATION_ABORTED)
+        });
+        self.reads = kept.into();
+        for read in aborted {
+            self.recycle_read(read.op);
+        }
+    }
+
     fn recycle_read(&mut self, op: Arc<Op>) {
         op.reset();
         self.spare_reads.push(op);
@@ -477,13 +489,7 @@ impl Stream {
         for read in &self.reads {
             std::future::poll_fn(|cx| read.op.poll_done(cx)).await;
         }
-        let (aborted, kept): (Vec<Read>, Vec<Read>) = self.reads.drain(..).partition(|r| {
-            matches!(r.op.status(), Status::Done { error, bytes: 0 } if error == ERROR_OPERATION_ABORTED)
-        });
-        self.reads = kept.into();
-        for read in aborted {
-            self.recycle_read(read.op);
-        }
+        self.recycle_aborted_reads();
         // The spare reads' buffers are kept; they get their events when first started.
         self.blocking = Some(BlockingReads {
             interrupt: interrupt.clone(),
@@ -505,13 +511,7 @@ impl Stream {
                 read.op.cancel_evented(raw(&pipe.handle));
             }
         }
-        let (aborted, kept): (Vec<Read>, Vec<Read>) = self.reads.drain(..).partition(|r| {
-            matches!(r.op.status(), Status::Done { error, bytes: 0 } if error == ERROR_OPERATION_ABORTED)
-        });
-        self.reads = kept.into();
-        for read in aborted {
-            self.recycle_read(read.op);
-        }
+        self.recycle_aborted_reads();
     }
 
     /// Writes what the outstanding writes have room for now, without waiting; `WouldBlock`
